@@ -1,0 +1,35 @@
+#!/bin/sh
+# Set up a fresh machine for saladcog development: system tools, the project virtualenv
+# (.venv, CPU torch), and the package with every extra. Safe to run again: it skips what is done.
+set -eu
+
+cd "$(dirname "$0")/.."
+
+need_apt=""
+command -v socat >/dev/null 2>&1 || need_apt="$need_apt socat"
+command -v ffmpeg >/dev/null 2>&1 || need_apt="$need_apt ffmpeg"
+if [ -n "$need_apt" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing$need_apt" >&2
+        apt-get update -qq >/dev/null
+        # shellcheck disable=SC2086 # the package list is meant to split into words
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_apt >/dev/null
+    else
+        echo "setup: please install$need_apt (apt-get needs root)" >&2
+        exit 1
+    fi
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+
+stamp=.venv/.saladcog-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    # Pin torch first: the CPU build; an unpinned torch would pull several GB of CUDA packages.
+    .venv/bin/python -m pip install -q torch==2.13.0
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    touch "$stamp"
+fi

@@ -1,0 +1,3 @@
+"""saladcog: speech models packaged with Cog for SaladCloud."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,184 @@
+"""Decode any media file that FFmpeg reads (audio or video) to mono float32 at a chosen rate.
+
+Long files are decoded block by block (`stream`), so memory stays flat whatever their length;
+`probe` checks a file before any model time is spent on it. Every problem with the input is
+raised as `AudioError`, whose message names the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+# Shorter than this there is no word to recognise or voice to clone: refuse rather than guess.
+MIN_SECONDS = 0.25
+# A file whose packets end this much before its header's duration is truncated.
+_TRUNCATION_TOLERANCE_S = 0.5
+
+
+class AudioError(ValueError):
+    """The input cannot be used as audio; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    duration: float  # seconds, from the packets actually present
+    sample_rate: int  # the file's own rate
+    channels: int
+    codec: str
+
+
+def _open(path: Path):
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise AudioError(f"cannot read audio file {path.name}: {e.strerror}") from e
+    if size == 0:
+        raise AudioError(f"audio file {path.name} is empty (0 bytes)")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise AudioError(
+            f"{path.name} is not an audio or video file that FFmpeg can read ({e.strerror})"
+        ) from e
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(f"{path.name} has no audio stream")
+    return container
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Check that `path` holds a whole, long-enough audio stream; read no samples.
+
+    Demuxing (not decoding) the packets is fast even for hours of audio, and it tells the
+    real length: a truncated file whose header promises more is refused here.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = container.streams.audio[0]
+        time_base = stream.time_base
+        end = 0.0
+        first = None
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                start = float(packet.pts * time_base)
+                first = start if first is None else min(first, start)
+                end = max(end, start + float((packet.duration or 0) * time_base))
+        except av.error.FFmpegError as e:
+            raise AudioError(f"{path.name} is corrupt: {e.strerror}") from e
+        if first is None:
+            raise AudioError(f"{path.name} contains no audio data")
+        duration = end - first
+        declared = _declared_duration(container, stream)
+        if declared is not None and declared - duration > max(
+            _TRUNCATION_TOLERANCE_S, 0.02 * declared
+        ):
+            raise AudioError(
+                f"{path.name} is truncated: its header says {declared:.2f} s "
+                f"but only {duration:.2f} s of audio is present"
+            )
+        if duration < MIN_SECONDS:
+            raise AudioError(
+                f"{path.name} is too short: {duration:.2f} s of audio, "
+                f"at least {MIN_SECONDS} s is needed"
+            )
+        codec = stream.codec_context
+        return AudioInfo(
+            path=path,
+            duration=duration,
+            sample_rate=codec.sample_rate or 0,
+            channels=codec.channels or 0,
+            codec=codec.name or "",
+        )
+
+
+def _declared_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def stream(
+    path: str | os.PathLike, sampling_rate: int = 16000, block_seconds: float = 30.0
+) -> Iterator[np.ndarray]:
+    """Yield the audio as mono float32 blocks of `block_seconds` (the last may be shorter)."""
+    path = Path(path)
+    block = max(1, int(block_seconds * sampling_rate))
+    resampler = av.audio.resampler.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+    pending: list[np.ndarray] = []
+    pending_len = 0
+    with _open(path) as container:
+        frames = container.decode(audio=0)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                frame = None
+            except av.error.InvalidDataError:
+                continue  # one damaged frame: skip it, as FFmpeg's own tools do
+            except av.error.FFmpegError as e:
+                raise AudioError(f"{path.name} could not be decoded: {e.strerror}") from e
+            if frame is not None:
+                frame.pts = None  # resample by sample count; broken timestamps must not matter
+            for out in resampler.resample(frame):
+                samples = out.to_ndarray().reshape(-1)
+                pending.append(samples)
+                pending_len += samples.shape[0]
+            while pending_len >= block:
+                joined = np.concatenate(pending)
+                yield joined[:block]
+                rest = joined[block:]
+                pending, pending_len = ([rest] if rest.size else []), rest.shape[0]
+            if frame is None:
+                break
+    if pending_len:
+        yield np.concatenate(pending)
+
+
+def decode(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
+    """The whole file as one mono float32 array, after `probe` has accepted it."""
+    probe(path)
+    blocks = list(stream(path, sampling_rate, block_seconds=60.0))
+    if not blocks:
+        raise AudioError(f"{Path(path).name} contains no decodable audio")
+    return np.concatenate(blocks)
+
+
+def encode(
+    samples: np.ndarray, sampling_rate: int, path: str | os.PathLike, fmt: str = "wav"
+) -> Path:
+    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or as MP3 (192 kb/s)."""
+    path = Path(path)
+    pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    pcm16 = np.round(pcm * 32767.0).astype(np.int16)
+    if fmt == "wav":
+        codec, options = "pcm_s16le", {}
+    elif fmt == "mp3":
+        codec, options = "libmp3lame", {}
+    else:
+        raise ValueError(f"unknown audio format {fmt!r}: expected 'wav' or 'mp3'")
+    with av.open(str(path), mode="w", format=fmt) as container:
+        out = container.add_stream(codec, rate=sampling_rate, layout="mono")
+        if fmt == "mp3":
+            out.bit_rate = 192_000
+        out.options = options
+        step = sampling_rate  # one second per frame keeps the frames small
+        for start in range(0, len(pcm16), step):
+            chunk = pcm16[start : start + step]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = sampling_rate
+            for packet in out.encode(frame):
+                container.mux(packet)
+        for packet in out.encode(None):
+            container.mux(packet)
+    return path

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from saladcog import salad
+from saladcog import cli, salad
 from tests.entrypoint_harness import REPO
 
 EXAMPLES = REPO / "examples" / "salad"
@@ -58,5 +58,5 @@ def test_gpu_class_names_resolve_to_ids_and_unknown_names_are_named():
 
 def test_create_refuses_without_an_api_key(monkeypatch, capsys):
     monkeypatch.delenv("SALAD_API_KEY", raising=False)
-    code = salad.main(["create", str(EXAMPLES / "whisper-large-v3.json"), "--organization", "acme", "--project", "speech"])
+    code = cli.main(["salad", "create", str(EXAMPLES / "whisper-large-v3.json"), "--organization", "acme", "--project", "speech"])
     assert code == 2 and "SALAD_API_KEY" in capsys.readouterr().err

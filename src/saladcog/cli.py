@@ -2,6 +2,7 @@
 
     saladcog serve whisper --port 5000     # foreground, on [::] (dual stack), until Ctrl-C
     saladcog demo                          # serve, transcribe a bundled clip over [::1], stop
+    saladcog salad create examples/salad/whisper-large-v3.json --organization O --project P
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from saladcog import salad
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
 
 DEMO_CLIP = REPO_ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="serve Whisper, transcribe a bundled clip over IPv6")
     demo.add_argument("--ready-timeout", type=float, default=300.0)
     demo.set_defaults(func=cmd_demo)
+
+    salad.add_subcommand(sub)
 
     args = parser.parse_args(argv)
     return args.func(args)

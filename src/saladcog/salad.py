@@ -268,14 +268,3 @@ def add_subcommand(sub) -> None:
     make.add_argument("--image", help="replace the configuration's image")
     make.add_argument("--name", help="replace the container group's name")
     make.set_defaults(func=cmd_create)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m saladcog.salad", description=__doc__.splitlines()[0])
-    add_subcommand(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["salad", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Transcription benchmarks (not tests): run `.venv/bin/python bench/asr.py`.
+
+1. Server overhead: real-time factor through the real Cog server (POST /predictions over [::1])
+   vs faster-whisper called directly, same audio, same settings, same process count; the ratio.
+2. Batched vs sequential decoding on the same ~85 s recording.
+3. Peak RSS of a fresh process transcribing 10 minutes vs 60 minutes of audio.
+
+Model: SALADCOG_MODEL_DIR if set, else the embedded tiny.en. Figures go to stdout as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+from conftest import librivox  # noqa: E402
+from saladcog import audio, weights  # noqa: E402
+from saladcog.cli import data_uri  # noqa: E402
+from saladcog.asr import model as asr_model  # noqa: E402
+from saladcog.asr.transcribe import TranscribeOptions, transcribe  # noqa: E402
+from saladcog.serve import CogServer  # noqa: E402
+
+SR = 16000
+
+
+def speech_file(path: Path, rounds: int, silence_seconds: float, gap_seconds: float = 0.6) -> Path:
+    """Rounds of the five LibriVox clips, each round followed by `silence_seconds` of silence."""
+    gap = np.zeros(int(gap_seconds * SR), dtype=np.float32)
+    clips = [c.samples for c in librivox()]
+    silence = np.zeros(int(silence_seconds * SR), dtype=np.float32)
+    round_ = np.concatenate([p for c in clips for p in (c, gap)] + [silence])
+    audio.encode(np.tile(round_, rounds), SR, path, "mp3" if path.suffix == ".mp3" else "wav")
+    return path
+
+
+def report(name: str, **figures) -> None:
+    print(json.dumps({"bench": name, **figures}), flush=True)
+
+
+def server_overhead(workdir: Path, repeats: int = 5) -> None:
+    path = speech_file(workdir / "overhead.wav", rounds=3, silence_seconds=0)
+    model = asr_model.load(weights.whisper_model_dir())
+    options = TranscribeOptions()
+    list(model.whisper.transcribe(str(path))[0])  # warm up, as the server's first request does
+    direct = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        segments, info = model.whisper.transcribe(str(path), beam_size=5, temperature=options.temperatures())
+        list(segments)
+        direct.append(time.perf_counter() - started)
+    del model
+    duration = info.duration
+    with CogServer("whisper") as server:
+        server.wait_ready(300)
+        url = f"{server.url('[::1]')}/predictions"
+        body = {"input": {"audio": data_uri(path)}}
+        served = []
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            response = httpx.post(url, json=body, timeout=600).json()
+            served.append(time.perf_counter() - started)
+            assert response["status"] == "succeeded", response.get("error")
+        served = served[1:]  # the first request warms the worker
+    rtf_direct = statistics.median(direct) / duration
+    rtf_server = statistics.median(served) / duration
+    report(
+        "server_overhead",
+        audio_seconds=round(duration, 1),
+        rtf_direct=round(rtf_direct, 4),
+        rtf_server=round(rtf_server, 4),
+        ratio=round(rtf_server / rtf_direct, 3),
+    )
+
+
+def batched_vs_sequential(workdir: Path) -> None:
+    path = speech_file(workdir / "85s.wav", rounds=3, silence_seconds=1.0)
+    model = asr_model.load(weights.whisper_model_dir())
+    timings = {}
+    for name, batch in (("sequential", 1), ("batched_8", 8)):
+        runs = []
+        for _ in range(3):
+            result = transcribe(model, path, TranscribeOptions(batch_size=batch, vad_filter=batch > 1))
+            runs.append(result.processing_seconds)
+        timings[name] = statistics.median(runs)
+    report(
+        "batched_vs_sequential",
+        audio_seconds=result.detected.duration,
+        sequential_s=round(timings["sequential"], 2),
+        batched_s=round(timings["batched_8"], 2),
+        speedup=round(timings["sequential"] / timings["batched_8"], 2),
+    )
+
+
+def peak_rss_child(path: str) -> None:
+    model = asr_model.load(weights.whisper_model_dir())
+    result = transcribe(model, path, TranscribeOptions(vad_filter=True))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mib": round(peak_mib, 1), "audio_seconds": result.detected.duration,
+                      "processing_seconds": round(result.processing_seconds, 1)}))
+
+
+def peak_memory(workdir: Path) -> None:
+    figures = {}
+    for minutes in (10, 60):
+        # One round is ~28 s of speech plus silence, so both files are half speech.
+        path = speech_file(workdir / f"{minutes}min.mp3", rounds=minutes * 2, silence_seconds=2.0)
+        out = subprocess.run(
+            [sys.executable, __file__, "--peak-rss-child", str(path)],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1]
+        figures[minutes] = json.loads(out)
+    report(
+        "peak_rss",
+        rss_10min_mib=figures[10]["peak_rss_mib"],
+        rss_60min_mib=figures[60]["peak_rss_mib"],
+        audio_seconds=[figures[10]["audio_seconds"], figures[60]["audio_seconds"]],
+        ratio=round(figures[60]["peak_rss_mib"] / figures[10]["peak_rss_mib"], 3),
+    )
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--peak-rss-child"]:
+        peak_rss_child(sys.argv[2])
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        server_overhead(workdir)
+        batched_vs_sequential(workdir)
+        peak_memory(workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -161,3 +161,15 @@ def test_health_is_starting_while_loading_then_ready():
                 break
             time.sleep(0.02)
         assert seen[0] == "STARTING" and seen[-1] == "READY", seen
+
+
+@pytest.mark.parametrize("mode", ["bind", "relay"])
+def test_whisper_behind_the_ipv6_front_door(clips, mode):
+    """The runner as an image runs it on Salad: ipv6_entrypoint.sh in front of coglet."""
+    with CogServer("whisper", front_door=mode) as server:
+        server.wait_ready(timeout=180)
+        for host in HOSTS:
+            body = predict(server.url(host), {"audio": data_uri(clips[1].wav)}).json()
+            assert body["status"] == "succeeded", body.get("error")
+            assert "young man" in body["output"]["text"]
+        assert server.stop() == 0

@@ -36,7 +36,7 @@ def post_prediction(base_url: str, inputs: dict, timeout: float = 600.0) -> dict
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    server = CogServer(args.runner, host=args.host, port=args.port)
+    server = CogServer(args.runner, host=args.host, port=args.port, front_door=args.front_door)
     server.start()
     print(f"serving {server.runner} on {args.host}:{server.port} (log: {server.log_path})", file=sys.stderr)
 
@@ -58,8 +58,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with CogServer("whisper") as server:
-        print(f"starting the Cog server (coglet) for {server.runner} on [::]:{server.port} …", file=sys.stderr)
+    with CogServer("whisper", front_door="auto") as server:
+        print(
+            f"starting the Cog server (coglet) for {server.runner} through ipv6_entrypoint.sh "
+            f"on [::]:{server.port} …",
+            file=sys.stderr,
+        )
         server.wait_ready(timeout=args.ready_timeout)
         url = server.url("[::1]")
         print(f"READY; POST {url}/predictions with {DEMO_CLIP.name}", file=sys.stderr)
@@ -87,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="[::]", help="IP literal to bind; [::] is dual stack")
     serve.add_argument("--port", type=int, default=5000)
     serve.add_argument("--ready-timeout", type=float, default=600.0)
+    serve.add_argument(
+        "--front-door",
+        choices=["auto", "bind", "relay"],
+        help="start through ipv6_entrypoint.sh in this mode, as the images do on Salad",
+    )
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="serve Whisper, transcribe a bundled clip over IPv6")

@@ -79,13 +79,17 @@ class CogServer:
         env: dict[str, str] | None = None,
         python: str = sys.executable,
         extra_args: tuple[str, ...] = (),
+        front_door: str | None = None,
     ):
+        """`front_door` ("auto", "bind" or "relay"): start the server through
+        ipv6_entrypoint.sh in that mode, as an image on Salad does, instead of directly."""
         self.runner = resolve_runner(runner)
         self.host = host
         self.port = port or free_port()
         self.env = dict(env or {})
         self.python = python
         self.extra_args = extra_args
+        self.front_door = front_door
         self.process: subprocess.Popen | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
 
@@ -114,9 +118,16 @@ class CogServer:
         # The worker imports saladcog from the same tree as this process (a checkout or worktree).
         src = str(Path(saladcog.__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+        if self.front_door:
+            env["COG_IPV6_MODE"] = self.front_door
+            env["COG_PYTHON"] = self.python
+            env["COG_INTERNAL_PORT"] = str(free_port())
+            command = ["sh", str(REPO_ROOT / "ipv6_entrypoint.sh"), *self.extra_args]
+        else:
+            command = [self.python, "-m", "cog.server.http", "--host", self.host, *self.extra_args]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [self.python, "-m", "cog.server.http", "--host", self.host, *self.extra_args],
+                command,
                 cwd=self.workdir,
                 env=env,
                 stdout=log,

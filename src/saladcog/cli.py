@@ -14,6 +14,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from saladcog.client_cli import add_commands
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
 
 DEMO_CLIP = REPO_ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="serve Whisper, transcribe a bundled clip over IPv6")
     demo.add_argument("--ready-timeout", type=float, default=300.0)
     demo.set_defaults(func=cmd_demo)
+
+    add_commands(sub)  # predict, batch, receive
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import dataclasses
 import json
 import mimetypes
@@ -239,6 +240,7 @@ class Client:
     ):
         self.url = url.rstrip("/")
         self.retry = retry
+        self.retried: collections.Counter[str] = collections.Counter()  # reason → retries, for reports
         headers = {"Salad-Api-Key": api_key} if api_key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
 
@@ -273,22 +275,23 @@ class Client:
                 response = self.http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
                 # Never reached the server: safe to resend anything.
-                reason, response = f"cannot connect to {self.url}: {e}", None
+                kind, reason, response = "connect", f"cannot connect to {self.url}: {e}", None
             except httpx.TransportError as e:
                 if not idempotent:
                     raise ClientError(f"{method} {path}: connection lost, not retried (may have run): {e}") from e
-                reason, response = f"connection lost: {e!r}", None
+                kind, reason, response = "connection lost", f"connection lost: {e!r}", None
             if response is not None:
                 status = response.status_code
                 busy = status == 409 or (in_flight_is_busy and status == 202)
                 retryable = busy or status in NOT_RUN or (idempotent and status in MAYBE_RAN)
                 if not retryable:
                     return response
-                reason = f"HTTP {status}"
+                kind = reason = f"HTTP {status}"
                 retry_after = response.headers.get("retry-after")
                 response.close()
             else:
                 busy, retry_after = False, None
+            self.retried[kind] += 1
             if busy:
                 # Bounded by time, not tries: a busy slot frees when its prediction ends.
                 if time.monotonic() - started > self.retry.busy_wait:

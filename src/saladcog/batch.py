@@ -190,8 +190,23 @@ class Batch:
             "seconds": round(time.monotonic() - started, 3),
         }
 
+    def _recover(self, items: list[Item]) -> None:
+        """A run killed between writing a result and its manifest line: add the line now."""
+        listed = set()
+        if self.manifest.exists():
+            listed = {json.loads(line)["input"] for line in self.manifest.read_text().splitlines() if line.strip()}
+        for item in items:
+            path = result_path(self.out_dir, item.key)
+            if item.key not in listed and path.exists():
+                result = json.loads(path.read_text())
+                self._record({
+                    "input": item.key, "id": result["id"], "status": "succeeded",
+                    "result": path.relative_to(self.out_dir).as_posix(), "recovered": True,
+                })
+
     def run(self, items: list[Item], progress: bool = True) -> Summary:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._recover(items)
         pending = [item for item in items if not result_path(self.out_dir, item.key).exists()]
         summary = Summary(total=len(items), skipped=len(items) - len(pending))
         bar = Progress(len(items), summary.skipped) if progress else None

@@ -93,11 +93,14 @@ class RetryPolicy:
     busy_wait: float = 600.0  # seconds to keep retrying 409 (every slot busy): waiting for a slot
     backoff: float = 0.25  # first pause; doubles each try, with jitter, up to backoff_max
     backoff_max: float = 8.0
+    # A slot frees the moment its prediction ends: poll for it often, or it idles between.
+    busy_backoff_max: float = 1.0
 
-    def pause(self, attempt: int, retry_after: str | None = None) -> float:
+    def pause(self, attempt: int, retry_after: str | None = None, busy: bool = False) -> float:
+        cap = self.busy_backoff_max if busy else self.backoff_max
         if retry_after and retry_after.isdigit():
-            return min(float(retry_after), self.backoff_max)
-        return min(self.backoff_max, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+            return min(float(retry_after), cap)
+        return min(cap, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,7 +300,7 @@ class Client:
                 if time.monotonic() - started > self.retry.busy_wait:
                     raise ClientError(f"{method} {path}: server busy for {self.retry.busy_wait:.0f} s ({reason})")
                 busy_tries += 1
-                time.sleep(self.retry.pause(min(busy_tries, 4), retry_after))
+                time.sleep(self.retry.pause(min(busy_tries, 10), retry_after, busy=True))
             else:
                 attempt += 1
                 if attempt >= self.retry.attempts:

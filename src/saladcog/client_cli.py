@@ -156,7 +156,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     items = list_inputs(Path(args.source))
     with Client(args.url, args.api_key, timeout=args.timeout) as client, webhook_receiver(args) as hooks:
-        extra = parse_inputs(args.input, None)
+        try:
+            schema = client.schema()
+        except ClientError:
+            schema = None
+        extra = parse_inputs(args.input, schema)
         batch = Batch(
             client,
             Path(args.out),

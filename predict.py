@@ -83,7 +83,8 @@ class Whisper(BaseRunner):
         options = TranscribeOptions(
             task=task,
             language=None if language == "auto" else language.strip().lower(),
-            word_timestamps=word_timestamps,
+            # Word alignment also gives subtitle cues start and end times that follow the speech.
+            word_timestamps=word_timestamps or transcription != "plain text",
             vad_filter=vad_filter,
             batch_size=batch_size,
             beam_size=beam_size,
@@ -102,7 +103,7 @@ class Whisper(BaseRunner):
             duration=result.detected.duration,
             text=result.text,
             transcription=SUBTITLE_FORMATS[transcription](result.segments),
-            segments=[segment_dict(s) for s in result.segments],
+            segments=[segment_dict(s, with_words=word_timestamps) for s in result.segments],
             metrics={
                 "audio_seconds": result.detected.duration,
                 "processing_seconds": round(seconds, 3),

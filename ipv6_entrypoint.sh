@@ -1,0 +1,250 @@
+#!/bin/sh
+# IPv6 front door for any Cog image: serve the Cog HTTP server on [::]:$PORT.
+#
+#   COG_IPV6_MODE  auto (default) | bind | relay
+#     bind   the server itself listens on IPv6, done the way its generation allows:
+#            cog <= 0.9.9 (host hard-coded "0.0.0.0"): the same line patched in memory;
+#            cog 0.9.10 - 0.16.x (uvicorn): --host ::;   coglet (0.17 and later): --host [::].
+#            uvicorn listens IPv6-only, so a socat leg keeps 127.0.0.1:$PORT answering.
+#     relay  the server on 127.0.0.1:$COG_INTERNAL_PORT, socat from [::]:$PORT (both stacks).
+#     auto   bind when the installed cog's version is known, relay otherwise.
+#   PORT               public port (default 5000)
+#   COG_INTERNAL_PORT  relay mode: the server's loopback port (default PORT+1)
+#   COG_PYTHON         absolute path of the image's Python (default: found as Cog lays it out)
+#
+# Arguments are passed to `python -m cog.server.http` (a leading "python -m cog.server.http",
+# the Cog images' CMD, is dropped). SIGTERM and SIGINT go to the server; when the server or a
+# relay ends on its own, the others are stopped and the script exits non-zero so that the
+# platform reschedules the instance. Environment values are validated, never evaluated.
+set -eu
+
+me=ipv6_entrypoint
+
+die() {
+    echo "$me: $*" >&2
+    exit 64
+}
+
+say() {
+    echo "$me: $*" >&2
+}
+
+# Validate every input before anything starts.
+is_port() {
+    case $1 in
+        '' | *[!0-9]* | 0*) return 1 ;;
+    esac
+    [ "${#1}" -le 5 ] && [ "$1" -le 65535 ]
+}
+
+port=${PORT-5000}
+is_port "$port" || die "PORT must be a TCP port number 1-65535, got '$port'; refusing to start"
+
+mode=${COG_IPV6_MODE:-auto}
+case $mode in
+    auto | bind | relay) ;;
+    *) die "COG_IPV6_MODE must be auto, bind or relay, got '$mode'; refusing to start" ;;
+esac
+
+if [ -n "${COG_INTERNAL_PORT-}" ]; then
+    internal=$COG_INTERNAL_PORT
+    is_port "$internal" || die "COG_INTERNAL_PORT must be a TCP port number 1-65535, got '$internal'; refusing to start"
+elif [ "$port" -lt 65535 ]; then
+    internal=$((port + 1))
+else
+    internal=$((port - 1))
+fi
+[ "$internal" != "$port" ] || die "COG_INTERNAL_PORT must differ from PORT ($port); refusing to start"
+
+if [ -n "${COG_PYTHON-}" ]; then
+    case $COG_PYTHON in
+        /*) ;;
+        *) die "COG_PYTHON must be an absolute path, got '$COG_PYTHON'; refusing to start" ;;
+    esac
+    [ -x "$COG_PYTHON" ] || die "COG_PYTHON '$COG_PYTHON' is not an executable file; refusing to start"
+fi
+
+# Asks a Python for its cog version and server generation; fails if it has no cog.
+version_py='
+import re
+try:
+    from importlib.metadata import version
+    v = version("cog")
+except Exception:
+    import cog
+    v = cog.__version__
+try:
+    import coglet
+    has_coglet = True
+except ImportError:
+    has_coglet = False
+m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", v)
+gen = "unknown"
+if m:
+    t = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+    if t <= (0, 9, 9):
+        gen = "legacy"
+    elif t < (0, 16, 0):
+        gen = "uvicorn"
+    elif t < (0, 17, 0):
+        gen = "coglet" if has_coglet else "uvicorn"
+    elif has_coglet:
+        gen = "coglet"
+print(v, gen)
+'
+
+# cog <= 0.9.9 passes host="0.0.0.0" to uvicorn.Config. Replace it in memory, so the image's
+# files stay as they were (read-only file systems, non-root users, and relay mode all keep working).
+legacy_py='
+import runpy, sys
+import uvicorn
+host = sys.argv.pop(1)
+init = uvicorn.Config.__init__
+def patched(self, *args, **kwargs):
+    if kwargs.get("host") == "0.0.0.0":
+        kwargs["host"] = host
+    init(self, *args, **kwargs)
+uvicorn.Config.__init__ = patched
+sys.argv[0] = "cog.server.http"
+runpy.run_module("cog.server.http", run_name="__main__", alter_sys=True)
+'
+
+# The image's Python, in the order Cog lays it out: its CMD runs `python` from PATH (a pyenv
+# shim up to cog 0.16, a uv-managed Python linked into /usr/local/bin after), and /usr/bin/python3
+# is linked to the same interpreter.
+python=""
+info=""
+for candidate in "${COG_PYTHON-}" "$(command -v python || true)" /root/.pyenv/shims/python \
+    /usr/local/bin/python "$(command -v python3 || true)" /usr/bin/python3; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    if info=$("$candidate" -c "$version_py" 2>/dev/null); then
+        python=$candidate
+        break
+    fi
+done
+[ -n "$python" ] || die "no Python with the cog package found (set COG_PYTHON)"
+version=${info% *}
+generation=${info#* }
+
+# coglet starts its worker with the first `python` on PATH: make that the one found here.
+PATH="$(dirname "$python"):$PATH"
+export PATH
+
+if [ "$mode" = auto ]; then
+    if [ "$generation" = unknown ]; then mode=relay; else mode=bind; fi
+fi
+if [ "$mode" = bind ] && [ "$generation" = unknown ]; then
+    die "cog $version: unknown server generation, cannot bind IPv6 (use COG_IPV6_MODE=relay)"
+fi
+
+# Drop the Cog images' CMD if it was passed along (ENTRYPOINT replaced, CMD kept).
+case ${1-} in
+    python | python3 | */python | */python3)
+        if [ "${2-}" = -m ] && [ "${3-}" = cog.server.http ]; then shift 3; fi ;;
+esac
+
+have_socat=yes
+command -v socat >/dev/null 2>&1 || have_socat=""
+
+# Generation-specific server command, as the positional parameters; the relay target goes
+# on loopback (IPv4) and bind mode on [::].
+if [ "$mode" = relay ]; then
+    [ -n "$have_socat" ] || die "relay mode needs socat, which is not installed"
+    host4=127.0.0.1
+    server_port=$internal
+    case $generation in
+        legacy) set -- -c "$legacy_py" "$host4" "$@" ;;
+        uvicorn | coglet) set -- -m cog.server.http --host "$host4" "$@" ;;
+        *) set -- -m cog.server.http "$@" ;; # unknown: its default host, 0.0.0.0 so far
+    esac
+else
+    server_port=$port
+    case $generation in
+        legacy) set -- -c "$legacy_py" "::" "$@" ;;
+        uvicorn) set -- -m cog.server.http --host "::" "$@" ;;
+        coglet) set -- -m cog.server.http --host "[::]" "$@" ;;
+    esac
+fi
+say "cog $version ($generation), mode $mode, port $port, python $python"
+
+# coglet on [::] is dual-stack and needs nobody else: become the server.
+if [ "$mode" = bind ] && [ "$generation" = coglet ]; then
+    PORT=$port
+    export PORT
+    exec "$python" "$@"
+fi
+
+server=""
+relays=""
+stopping=""
+
+# shellcheck disable=SC2329 # invoked by the traps below
+on_signal() {
+    stopping=$1
+    for pid in $relays; do kill -TERM "$pid" 2>/dev/null || true; done
+    if [ -n "$server" ]; then kill "-$1" "$server" 2>/dev/null || true; fi
+}
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+
+# Ends the script when the server stops: on request with its status, otherwise non-zero.
+finish() {
+    status=0
+    wait "$server" || status=$?
+    for pid in $relays; do kill -TERM "$pid" 2>/dev/null || true; done
+    if [ -n "$stopping" ]; then exit "$status"; fi
+    say "the Cog server exited (status $status); stopping"
+    [ "$status" -ne 0 ] || status=1
+    exit "$status"
+}
+
+# Interruptible pause: `wait` returns at once when a trapped signal arrives.
+pause() {
+    sleep "$1" &
+    wait "$!" || true
+}
+
+alive() {
+    kill -0 "$1" 2>/dev/null
+}
+
+PORT=$server_port "$python" "$@" &
+server=$!
+
+# socat options: nodelay on both legs (socat's default Nagle costs ~25 ms per small
+# keep-alive request), a 256 KiB buffer (twice the throughput on multi-MB bodies).
+if [ "$mode" = relay ]; then
+    socat -b 262144 "TCP6-LISTEN:$port,ipv6only=0,reuseaddr,fork,nodelay" \
+        "TCP4:127.0.0.1:$internal,nodelay" &
+    relays=$!
+elif [ -n "$have_socat" ]; then
+    # uvicorn on :: is IPv6-only. Once it listens (cog <= 0.9.9 refuses to start when
+    # 127.0.0.1:$PORT is taken), relay 127.0.0.1:$PORT to [::1] for clients in the container.
+    until socat -u OPEN:/dev/null "TCP6:[::1]:$port,connect-timeout=1" 2>/dev/null; do
+        if [ -n "$stopping" ] || ! alive "$server"; then finish; fi
+        pause 0.2
+    done
+    if [ -n "$stopping" ]; then finish; fi
+    socat -b 262144 "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,nodelay" \
+        "TCP6:[::1]:$port,nodelay" &
+    relays=$!
+else
+    say "socat not installed: 127.0.0.1:$port will not answer (uvicorn on :: is IPv6-only)"
+fi
+
+while [ -z "$stopping" ] && alive "$server"; do
+    for pid in $relays; do
+        if ! alive "$pid"; then
+            wait "$pid" || true
+            say "the relay exited; stopping the Cog server"
+            relays=""
+            kill -TERM "$server" 2>/dev/null || true
+            for _ in 1 2 3 4 5; do alive "$server" && pause 0.2; done
+            kill -KILL "$server" 2>/dev/null || true
+            wait "$server" || true
+            exit 1
+        fi
+    done
+    pause 0.5
+done
+finish

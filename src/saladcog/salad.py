@@ -1,0 +1,281 @@
+"""SaladCloud container groups for Cog images, built with the salad-cloud-sdk models.
+
+Every group: the gateway on the Cog port (IPv6, reached through ipv6_entrypoint.sh), one active
+connection per instance (a Cog server with concurrency 1 answers 409 to a second request), exec
+probes that read /health-check's body (it always answers 200), and the GPU classes by name,
+resolved to SaladCloud's ids when the group is created.
+
+    python -m saladcog.salad write examples/salad            # regenerate the example files
+    python -m saladcog.salad create examples/salad/whisper-large-v3.json \\
+        --organization ORG --project PROJECT [--image IMAGE]   # SALAD_API_KEY in the environment
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from salad_cloud_sdk import SaladCloudSdk
+from salad_cloud_sdk.models import (
+    ContainerConfiguration,
+    ContainerGroupCreationRequest,
+    ContainerGroupLivenessProbe,
+    ContainerGroupProbeExec,
+    ContainerGroupReadinessProbe,
+    ContainerGroupStartupProbe,
+    ContainerNetworkingProtocol,
+    ContainerRestartPolicy,
+    CreateContainerGroupNetworking,
+    CreateContainerResourceRequirements,
+    TheContainerGroupNetworkingLoadBalancer,
+)
+
+import saladcog
+
+REPO_ROOT = Path(saladcog.__file__).resolve().parents[2]
+ENTRYPOINT = REPO_ROOT / "ipv6_entrypoint.sh"
+PROBE = Path(__file__).with_name("probe.py")
+
+# Where each kind of image carries the entrypoint and the probe. `cog build` copies this
+# repository to /src; wrapper/Dockerfile installs them under /usr/local. Cog images run with
+# tini as ENTRYPOINT, and Salad's `command` replaces ENTRYPOINT and CMD together, so an
+# override starts tini again.
+TINI = ["/sbin/tini", "--"]
+OUR_IMAGE_COMMAND = [*TINI, "/src/ipv6_entrypoint.sh"]
+OUR_IMAGE_PROBE = ["python", "/src/src/saladcog/probe.py"]
+WRAPPED_PROBE = ["python", "/usr/local/lib/saladcog/probe.py"]
+
+
+def unmodified_command() -> list[str]:
+    """Command override that runs an UNMODIFIED Cog image on IPv6: the entrypoint's text is passed
+    to `sh -c`. Without socat in the image it binds (auto mode never needs socat for a known Cog)."""
+    return [*TINI, "sh", "-c", ENTRYPOINT.read_text(), "ipv6_entrypoint.sh"]
+
+
+def unmodified_probe() -> list[str]:
+    """Exec probe for an unmodified image: the probe's text passed to `python -c`."""
+    return ["python", "-c", PROBE.read_text()]
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    name: str  # container group name: lower case, digits, dashes
+    image: str
+    gpu_classes: tuple[str, ...]  # names as SaladCloud lists them, e.g. "RTX 4090 (24 GB)"
+    command: tuple[str, ...] | None  # None: the image's own ENTRYPOINT and CMD
+    probe: tuple[str, ...]  # readiness probe command; liveness adds --liveness
+    cpu: int = 4
+    memory_mb: int = 16384
+    storage_gb: int = 50
+    replicas: int = 3  # Salad nodes come and go: more than one keeps the service up
+    port: int = 5000
+    env: dict[str, str] = field(default_factory=dict)
+    # Model loading: allow this long before the startup probe gives up on a node.
+    startup_seconds: int = 900
+
+
+def build_request(config: GroupConfig, gpu_ids: dict[str, str] | None = None) -> ContainerGroupCreationRequest:
+    """The creation request. `gpu_ids` maps GPU class names to SaladCloud ids; without it the names
+    are kept (the example files), and `create` resolves them."""
+    gpu_classes = [gpu_ids[name] for name in config.gpu_classes] if gpu_ids is not None else list(config.gpu_classes)
+    env = {"PORT": str(config.port), "COG_IPV6_MODE": "auto", **config.env}
+    container = ContainerConfiguration(
+        image=config.image,
+        resources=CreateContainerResourceRequirements(
+            cpu=config.cpu,
+            memory=config.memory_mb,
+            gpu_classes=gpu_classes,
+            storage_amount=config.storage_gb * 1024**3,
+        ),
+        environment_variables=env,
+        **({"command": list(config.command)} if config.command is not None else {}),
+    )
+    port_args = ["--port", str(config.port)]
+    ready = ContainerGroupProbeExec(command=[*config.probe, *port_args])
+    alive = ContainerGroupProbeExec(command=[*config.probe, "--liveness", *port_args])
+    # Salad allows at most 20 failures: spread the startup allowance over 20 periods (>= 10 s).
+    period = max(10, -(-config.startup_seconds // 20))
+    return ContainerGroupCreationRequest(
+        name=config.name,
+        display_name=config.name,
+        autostart_policy=True,
+        replicas=config.replicas,
+        restart_policy=ContainerRestartPolicy.ALWAYS,
+        container=container,
+        networking=CreateContainerGroupNetworking(
+            auth=False,
+            port=config.port,
+            protocol=ContainerNetworkingProtocol.HTTP,
+            single_connection_limit=True,
+            load_balancer=TheContainerGroupNetworkingLoadBalancer.LEASTNUMBEROFCONNECTIONS,
+        ),
+        startup_probe=ContainerGroupStartupProbe(
+            exec_=ready,
+            initial_delay_seconds=0,
+            period_seconds=period,
+            timeout_seconds=5,
+            success_threshold=1,
+            failure_threshold=-(-config.startup_seconds // period),
+        ),
+        readiness_probe=ContainerGroupReadinessProbe(
+            exec_=ready, initial_delay_seconds=0, period_seconds=5, timeout_seconds=5, success_threshold=1, failure_threshold=1
+        ),
+        liveness_probe=ContainerGroupLivenessProbe(
+            exec_=alive, initial_delay_seconds=0, period_seconds=30, timeout_seconds=5, success_threshold=1, failure_threshold=3
+        ),
+    )
+
+
+def to_json(request: ContainerGroupCreationRequest) -> dict:
+    """The request body SaladCloud's API takes (the SDK's own field mapping)."""
+    return request._map()
+
+
+def from_json(body: dict) -> ContainerGroupCreationRequest:
+    return ContainerGroupCreationRequest._unmap(body)
+
+
+GPU_24GB = ("RTX 4090 (24 GB)", "RTX 3090 Ti (24 GB)", "RTX 3090 (24 GB)")
+GPU_12GB_UP = ("RTX 4070 (12 GB)", "RTX 3080 Ti (12 GB)", "RTX 3060 (12 GB)", *GPU_24GB)
+
+EXAMPLES = {
+    "whisper-large-v3": GroupConfig(
+        name="whisper-large-v3",
+        image="ghcr.io/your-org/saladcog-whisper:0.1.0",
+        gpu_classes=GPU_12GB_UP,
+        command=tuple(OUR_IMAGE_COMMAND),
+        probe=tuple(OUR_IMAGE_PROBE),
+    ),
+    "distil-whisper": GroupConfig(
+        name="distil-whisper",
+        image="ghcr.io/your-org/saladcog-distil-whisper:0.1.0",
+        gpu_classes=GPU_12GB_UP,
+        command=tuple(OUR_IMAGE_COMMAND),
+        probe=tuple(OUR_IMAGE_PROBE),
+        memory_mb=12288,
+    ),
+    "openvoice": GroupConfig(
+        name="openvoice",
+        image="ghcr.io/your-org/saladcog-openvoice:0.1.0",
+        gpu_classes=GPU_12GB_UP,
+        command=tuple(OUR_IMAGE_COMMAND),
+        probe=tuple(OUR_IMAGE_PROBE),
+        memory_mb=12288,
+    ),
+    "metavoice": GroupConfig(
+        name="metavoice",
+        image="ghcr.io/your-org/saladcog-metavoice:0.1.0",
+        gpu_classes=GPU_24GB,
+        command=tuple(OUR_IMAGE_COMMAND),
+        probe=tuple(OUR_IMAGE_PROBE),
+        memory_mb=24576,
+    ),
+    # Any Cog image rebuilt with wrapper/Dockerfile: its own ENTRYPOINT already is the front door.
+    "wrapped-whisper": GroupConfig(
+        name="wrapped-whisper",
+        image="ghcr.io/your-org/whisper-ipv6:latest",
+        gpu_classes=GPU_12GB_UP,
+        command=None,
+        probe=tuple(WRAPPED_PROBE),
+    ),
+}
+
+
+def unmodified_example(image: str = "r8.im/openai/whisper") -> GroupConfig:
+    """Any Cog image as published, with the entrypoint and the probe passed inline."""
+    return GroupConfig(
+        name="unmodified-cog-image",
+        image=image,
+        gpu_classes=GPU_12GB_UP,
+        command=tuple(unmodified_command()),
+        probe=tuple(unmodified_probe()),
+    )
+
+
+def write_examples(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    configs = {**EXAMPLES, "unmodified-cog-image": unmodified_example()}
+    paths = []
+    for name, config in configs.items():
+        path = directory / f"{name}.json"
+        path.write_text(json.dumps(to_json(build_request(config)), indent=2) + "\n")
+        paths.append(path)
+    return paths
+
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def resolve_gpu_classes(body: dict, available: dict[str, str]) -> dict:
+    """Replace GPU class names by ids (`available`: name → id); ids pass through."""
+    wanted = body["container"]["resources"].get("gpu_classes", [])
+    unknown = [g for g in wanted if not UUID.match(g) and g not in available]
+    if unknown:
+        raise ValueError(f"unknown GPU classes {unknown}; SaladCloud lists: {sorted(available)}")
+    resources = {**body["container"]["resources"], "gpu_classes": [g if UUID.match(g) else available[g] for g in wanted]}
+    return {**body, "container": {**body["container"], "resources": resources}}
+
+
+def create(body: dict, organization: str, project: str, api_key: str):
+    """Create the container group on SaladCloud (network) and return the SDK's ContainerGroup."""
+    sdk = SaladCloudSdk(api_key=api_key)
+    classes = sdk.organization_data.list_gpu_classes(organization_name=organization)
+    body = resolve_gpu_classes(body, {c.name: c.id_ for c in classes.items})
+    return sdk.container_groups.create_container_group(
+        request_body=from_json(body), organization_name=organization, project_name=project
+    )
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    api_key = os.environ.get("SALAD_API_KEY")
+    if not api_key:
+        print("salad create: set SALAD_API_KEY to your SaladCloud API key", file=sys.stderr)
+        return 2
+    body = json.loads(Path(args.config).read_text())
+    if args.image:
+        body["container"]["image"] = args.image
+    if args.name:
+        body["name"] = body["display_name"] = args.name
+    group = create(body, args.organization, args.project, api_key)
+    print(f"created container group {group.name} ({group.id_})")
+    return 0
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    for path in write_examples(Path(args.directory)):
+        print(path)
+    return 0
+
+
+def add_subcommand(sub) -> None:
+    """Hook for saladcog.cli: `saladcog salad {write,create} ...`."""
+    salad = sub.add_parser("salad", help="SaladCloud container groups for Cog images")
+    actions = salad.add_subparsers(dest="salad_command", required=True)
+
+    write = actions.add_parser("write", help="write the example container-group configurations")
+    write.add_argument("directory", nargs="?", default=str(REPO_ROOT / "examples" / "salad"))
+    write.set_defaults(func=cmd_write)
+
+    make = actions.add_parser("create", help="create a container group (SALAD_API_KEY in the environment)")
+    make.add_argument("config", help="a JSON file from examples/salad/")
+    make.add_argument("--organization", required=True)
+    make.add_argument("--project", required=True)
+    make.add_argument("--image", help="replace the configuration's image")
+    make.add_argument("--name", help="replace the container group's name")
+    make.set_defaults(func=cmd_create)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m saladcog.salad", description=__doc__.splitlines()[0])
+    add_subcommand(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["salad", *(argv if argv is not None else sys.argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

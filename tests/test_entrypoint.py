@@ -1,0 +1,178 @@
+"""ipv6_entrypoint.sh against real Cog servers of three generations (each in its own virtualenv
+from scripts/setup.sh), real socat, real HTTP over [::1] and 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.entrypoint_harness import (
+    COG_VERSIONS,
+    ECHO,
+    Entrypoint,
+    free_port,
+    health,
+    predict,
+    session_processes,
+    venv_bin,
+)
+
+GENERATION = {"0.9.9": "legacy", "0.16.12": "uvicorn", "0.23.1": "coglet"}
+
+
+@pytest.mark.parametrize("mode", ["bind", "relay"])
+@pytest.mark.parametrize("cog_version", COG_VERSIONS)
+def test_ready_and_predicts_on_both_stacks_then_stops_cleanly(cog_version, mode, tmp_path):
+    with Entrypoint(cog_version, mode, tmp_path) as e:
+        e.wait_health("READY", host="::1")
+        assert health("127.0.0.1", e.port) == "READY"
+        assert predict("::1", e.port, "over six")["output"] == "over six"
+        assert predict("127.0.0.1", e.port, "over four")["output"] == "over four"
+        assert f"cog {cog_version} ({GENERATION[cog_version]}), mode {mode}" in e.log()
+
+        e.process.send_signal(signal.SIGTERM)
+        assert e.wait_exit(timeout=15) == 0, e.log()
+        # Nothing of the container is left running: server, worker, relays.
+        deadline = time.monotonic() + 5
+        while session_processes(e.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert session_processes(e.process.pid) == []
+
+
+@pytest.mark.parametrize("cog_version", COG_VERSIONS)
+def test_auto_mode_binds_for_known_versions(cog_version, tmp_path):
+    with Entrypoint(cog_version, "auto", tmp_path) as e:
+        deadline = time.monotonic() + 30
+        while "mode " not in e.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"cog {cog_version} ({GENERATION[cog_version]}), mode bind" in e.log()
+
+
+def test_uvicorn_bind_is_ipv6_only_without_the_ipv4_leg(tmp_path):
+    """cog 0.16 with --host :: refuses 127.0.0.1; the entrypoint's socat leg is what answers it.
+    With no socat in the image, it says so and still serves [::1]."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("dirname", "sleep"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    path = f"{venv_bin('0.16.12')}:{tools}"
+    with Entrypoint("0.16.12", "bind", tmp_path, path_bin=path) as e:
+        e.wait_health("READY", host="::1")
+        assert predict("::1", e.port, "six")["output"] == "six"
+        assert health("127.0.0.1", e.port) is None
+        assert "127.0.0.1" in e.log() and "will not answer" in e.log()
+
+
+def test_salads_sed_recipe_breaks_coglet_and_misses_ipv4_on_legacy(tmp_path):
+    """SaladCloud's published `sed -i 's/0.0.0.0/::/g' .../cog/server/http.py`, applied to copies
+    of the installed packages: cog 0.23.1 crashes at start; cog 0.9.9 serves IPv6 only.
+    The entrypoint serves both stacks on both (test_ready_and_predicts_on_both_stacks...)."""
+    results = {}
+    for cog_version in ("0.23.1", "0.9.9"):
+        bin_dir = venv_bin(cog_version)
+        site = next((bin_dir.parent / "lib").glob("python3.*/site-packages"))
+        patched = tmp_path / f"patched-{cog_version}"
+        shutil.copytree(site / "cog", patched / "cog")
+        subprocess.run(["sed", "-i", "s/0.0.0.0/::/g", str(patched / "cog" / "server" / "http.py")], check=True)
+        workdir = tmp_path / f"src-{cog_version}"
+        shutil.copytree(ECHO, workdir)
+        port = free_port()
+        env = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "PYTHONPATH": str(patched),
+            "PORT": str(port),
+            "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
+        }
+        server = subprocess.Popen(
+            [str(bin_dir / "python"), "-m", "cog.server.http"],
+            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and server.poll() is None and health("::1", port) != "READY":
+                time.sleep(0.1)
+            results[cog_version] = (server.poll(), health("::1", port), health("127.0.0.1", port))
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)
+            output = server.communicate(timeout=10)[0].decode(errors="replace")
+        if cog_version == "0.23.1":
+            assert "invalid socket address" in output
+    exit_code, v6, v4 = results["0.23.1"]
+    assert exit_code not in (None, 0) and v6 is None and v4 is None
+    assert results["0.9.9"] == (None, "READY", None)
+
+
+def wait_gone(e: Entrypoint, timeout: float) -> tuple[int, float]:
+    start = time.monotonic()
+    code = e.wait_exit(timeout=timeout)
+    return code, time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    "cog_version, mode, victim",
+    [
+        ("0.23.1", "relay", "cog.server.http"),  # the server
+        ("0.23.1", "relay", "socat"),  # the IPv6 relay
+        ("0.9.9", "bind", "legacy"),  # the patched legacy server (python -c)
+        ("0.16.12", "bind", "socat"),  # the 127.0.0.1 leg of a uvicorn bind
+    ],
+)
+def test_death_of_server_or_relay_ends_entrypoint_nonzero_within_2s(cog_version, mode, victim, tmp_path):
+    with Entrypoint(cog_version, mode, tmp_path) as e:
+        e.wait_health("READY", host="::1")
+        word = "runpy" if victim == "legacy" else victim
+        pid = e.find_child(word)
+        os.kill(pid, signal.SIGKILL)
+        code, seconds = wait_gone(e, timeout=10)
+        assert code != 0
+        assert seconds < 2.0, f"took {seconds:.2f} s"
+        assert health("::1", e.port) is None
+
+
+def test_coglet_bind_execs_the_server_so_killing_it_ends_the_container(tmp_path):
+    with Entrypoint("0.23.1", "bind", tmp_path) as e:
+        e.wait_health("READY", host="::1")
+        # exec: the entrypoint's pid now is the server itself.
+        assert "cog.server.http" in " ".join(Path(f"/proc/{e.process.pid}/cmdline").read_bytes().decode().split("\0"))
+        os.kill(e.process.pid, signal.SIGKILL)
+        assert wait_gone(e, timeout=10)[0] != 0
+
+
+@pytest.mark.parametrize("cog_version", ["0.9.9", "0.23.1"])
+def test_arguments_pass_through_and_the_cog_cmd_is_dropped(cog_version, tmp_path):
+    # The Cog images' CMD given as arguments (ENTRYPOINT replaced, CMD kept) still starts.
+    with Entrypoint(cog_version, "bind", tmp_path, args=["python", "-m", "cog.server.http"]) as e:
+        e.wait_health("READY", host="::1")
+    # Other arguments reach the server: an unknown flag makes its argument parser fail.
+    with Entrypoint(cog_version, "relay", tmp_path, args=["--no-such-flag"]) as e:
+        assert wait_gone(e, timeout=30)[0] != 0
+        assert "--no-such-flag" in e.log()
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("PORT", "5000; touch {pwned}", "PORT must be a TCP port number"),
+        ("PORT", "$(touch {pwned})", "PORT must be a TCP port number"),
+        ("PORT", "99999", "PORT must be a TCP port number"),
+        ("COG_IPV6_MODE", "bind`touch {pwned}`", "COG_IPV6_MODE must be auto, bind or relay"),
+        ("COG_INTERNAL_PORT", "1 && touch {pwned}", "COG_INTERNAL_PORT must be a TCP port number"),
+        ("COG_PYTHON", "python; touch {pwned}", "COG_PYTHON must be an absolute path"),
+    ],
+)
+def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, tmp_path):
+    pwned = tmp_path / "pwned"
+    marker = tmp_path / "setup-ran"
+    e = Entrypoint("0.23.1", "auto", tmp_path, env={"ECHO_MARKER": str(marker)})
+    e.env[name] = value.format(pwned=pwned)
+    with e:
+        assert e.wait_exit(timeout=5) == 64
+        assert message in e.log() and "refusing to start" in e.log()
+    assert not pwned.exists()
+    assert not marker.exists()

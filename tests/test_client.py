@@ -14,9 +14,8 @@ import httpx
 import jiwer
 import pytest
 
-from client_harness import TOKEN, clips, long_recording, normalize
+from client_harness import TOKEN, FrontDoorServer, clips, long_recording, normalize
 from saladcog.client import Client, ClientError, PredictionError
-from saladcog.serve import CogServer
 from saladcog.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server():
-    with CogServer("whisper", env={"WEBHOOK_AUTH_TOKEN": TOKEN}) as server:
+    with FrontDoorServer("whisper", env={"WEBHOOK_AUTH_TOKEN": TOKEN}) as server:
         server.wait_ready(timeout=180)
         yield server
 

@@ -6,14 +6,15 @@ cog.yaml (Whisper large-v3) and models/*.yaml each point `run:` at one class her
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any, Optional
 
-from cog import BaseModel, BaseRunner, Input, Path
+from cog import BaseModel, BaseRunner, Input, Path, streaming
 
 from saladcog import weights
 from saladcog.asr import formats
 from saladcog.asr import model as asr_model
-from saladcog.asr.transcribe import TranscribeOptions, segment_dict, transcribe
+from saladcog.asr.transcribe import TranscribeOptions, segment_dict, transcribe, transcribe_stream
 
 LANGUAGE_HELP = "Language spoken in the audio as an ISO 639-1 code (en, fr, de, …), or 'auto' to detect it."
 SUBTITLE_FORMATS = {"plain text": formats.to_text, "srt": formats.to_srt, "vtt": formats.to_vtt}
@@ -122,3 +123,59 @@ class DistilWhisper(Whisper):
 
     baked_models = ("distil-whisper-large-v3", "distil-whisper-large-v2")
     condition_default = False
+
+
+class WhisperStream(Whisper):
+    """Whisper that sends each segment as soon as it is decoded, as a server-sent event
+    (`Accept: text/event-stream`; `saladcog.client.Client.stream_output`).
+
+    A streaming run() returns an iterator, so a plain request to it gets the list of segments,
+    not Whisper's object: a runner of its own keeps Whisper's output as it is. Sequential
+    decoding only (the batched pipeline decodes a batch before yielding), and no subtitle format
+    (the client formats the segments it received)."""
+
+    @streaming
+    def run(
+        self,
+        audio: Path = Input(description="Audio or video file (any format FFmpeg decodes), or its URL."),
+        task: str = Input(
+            description="transcribe: text in the spoken language; translate: English text.",
+            default="transcribe",
+            choices=["transcribe", "translate"],
+        ),
+        language: str = Input(description=LANGUAGE_HELP, default="auto"),
+        word_timestamps: bool = Input(description="Add word-level timings to each segment.", default=False),
+        vad_filter: bool = Input(
+            description="Skip silence with the Silero voice-activity detector before decoding.",
+            default=False,
+        ),
+        beam_size: int = Input(description="Beam width of the decoder.", default=5, ge=1, le=10),
+        temperature: float = Input(
+            description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
+            default=0.0,
+            ge=0.0,
+            le=1.0,
+        ),
+        initial_prompt: Optional[str] = Input(
+            description="Text that conditions the first window: names, spellings, style.", default=None
+        ),
+        condition_on_previous_text: Optional[bool] = Input(
+            description="Prompt each window with the previous window's text (default: on for Whisper, off for Distil-Whisper).",
+            default=None,
+        ),
+    ) -> Iterator[Any]:
+        options = TranscribeOptions(
+            task=task,
+            language=None if language == "auto" else language.strip().lower(),
+            word_timestamps=word_timestamps,
+            vad_filter=vad_filter,
+            beam_size=beam_size,
+            temperature=temperature,
+            initial_prompt=initial_prompt or None,
+            condition_on_previous_text=(
+                self.condition_default if condition_on_previous_text is None else condition_on_previous_text
+            ),
+        )
+        segments, _ = transcribe_stream(self.model, audio, options)
+        for segment in segments:
+            yield segment_dict(segment)

@@ -15,7 +15,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from saladcog import salad
+from saladcog import client_cli, salad
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
 
 DEMO_CLIP = REPO_ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
 
     salad.add_subcommand(sub)
+    client_cli.add_commands(sub)  # predict, batch, receive
 
     args = parser.parse_args(argv)
     return args.func(args)

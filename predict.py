@@ -16,7 +16,31 @@ from saladcog.asr import formats
 from saladcog.asr import model as asr_model
 from saladcog.asr.transcribe import TranscribeOptions, segment_dict, transcribe, transcribe_stream
 
-LANGUAGE_HELP = "Language spoken in the audio as an ISO 639-1 code (en, fr, de, …), or 'auto' to detect it."
+# Inputs shared by the Whisper runners (Cog reads each run() signature; a FieldInfo can serve both).
+AUDIO = Input(description="Audio or video file (any format FFmpeg decodes), or its URL.")
+TASK = Input(
+    description="transcribe: text in the spoken language; translate: English text.",
+    default="transcribe",
+    choices=["transcribe", "translate"],
+)
+LANGUAGE = Input(
+    description="Language spoken in the audio as an ISO 639-1 code (en, fr, de, …), or 'auto' to detect it.",
+    default="auto",
+)
+WORD_TIMESTAMPS = Input(description="Add word-level timings to each segment.", default=False)
+VAD_FILTER = Input(description="Skip silence with the Silero voice-activity detector before decoding.", default=False)
+BEAM_SIZE = Input(description="Beam width of the decoder.", default=5, ge=1, le=10)
+TEMPERATURE = Input(
+    description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
+    default=0.0,
+    ge=0.0,
+    le=1.0,
+)
+INITIAL_PROMPT = Input(description="Text that conditions the first window: names, spellings, style.", default=None)
+CONDITION_ON_PREVIOUS_TEXT = Input(
+    description="Prompt each window with the previous window's text (default: on for Whisper, off for Distil-Whisper).",
+    default=None,
+)
 SUBTITLE_FORMATS = {"plain text": formats.to_text, "srt": formats.to_srt, "vtt": formats.to_vtt}
 
 
@@ -40,59 +64,51 @@ class Whisper(BaseRunner):
         self.model = asr_model.load(weights.whisper_model_dir(*self.baked_models))
         print(f"loaded {self.model.path} on {self.model.device} ({self.model.compute_type})")
 
+    def options(self, task: str, language: str, *, initial_prompt, condition_on_previous_text, **rest) -> TranscribeOptions:
+        return TranscribeOptions(
+            task=task,
+            language=None if language == "auto" else language.strip().lower(),
+            initial_prompt=initial_prompt or None,
+            condition_on_previous_text=(
+                self.condition_default if condition_on_previous_text is None else condition_on_previous_text
+            ),
+            **rest,
+        )
+
     def run(
         self,
-        audio: Path = Input(description="Audio or video file (any format FFmpeg decodes), or its URL."),
-        task: str = Input(
-            description="transcribe: text in the spoken language; translate: English text.",
-            default="transcribe",
-            choices=["transcribe", "translate"],
-        ),
-        language: str = Input(description=LANGUAGE_HELP, default="auto"),
+        audio: Path = AUDIO,
+        task: str = TASK,
+        language: str = LANGUAGE,
         transcription: str = Input(
             description="Format of the `transcription` output: plain text, SubRip or WebVTT subtitles.",
             default="plain text",
             choices=list(SUBTITLE_FORMATS),
         ),
-        word_timestamps: bool = Input(description="Add word-level timings to each segment.", default=False),
-        vad_filter: bool = Input(
-            description="Skip silence with the Silero voice-activity detector before decoding.",
-            default=False,
-        ),
+        word_timestamps: bool = WORD_TIMESTAMPS,
+        vad_filter: bool = VAD_FILTER,
         batch_size: int = Input(
             description="1: sequential decoding. Above 1: faster-whisper's batched pipeline (faster on a GPU).",
             default=1,
             ge=1,
             le=64,
         ),
-        beam_size: int = Input(description="Beam width of the decoder.", default=5, ge=1, le=10),
-        temperature: float = Input(
-            description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
-            default=0.0,
-            ge=0.0,
-            le=1.0,
-        ),
-        initial_prompt: Optional[str] = Input(
-            description="Text that conditions the first window: names, spellings, style.", default=None
-        ),
-        condition_on_previous_text: Optional[bool] = Input(
-            description="Prompt each window with the previous window's text (default: on for Whisper, off for Distil-Whisper).",
-            default=None,
-        ),
+        beam_size: int = BEAM_SIZE,
+        temperature: float = TEMPERATURE,
+        initial_prompt: Optional[str] = INITIAL_PROMPT,
+        condition_on_previous_text: Optional[bool] = CONDITION_ON_PREVIOUS_TEXT,
     ) -> TranscriptionOutput:
-        options = TranscribeOptions(
-            task=task,
-            language=None if language == "auto" else language.strip().lower(),
+        options = self.options(
+            task,
+            language,
             # Word alignment also gives subtitle cues start and end times that follow the speech.
             word_timestamps=word_timestamps or transcription != "plain text",
             vad_filter=vad_filter,
             batch_size=batch_size,
             beam_size=beam_size,
             temperature=temperature,
-            initial_prompt=initial_prompt or None,
-            condition_on_previous_text=(
-                self.condition_default if condition_on_previous_text is None else condition_on_previous_text
-            ),
+            initial_prompt=initial_prompt,
+            condition_on_previous_text=condition_on_previous_text,
         )
         started = time.perf_counter()
         result = transcribe(self.model, audio, options)
@@ -137,45 +153,26 @@ class WhisperStream(Whisper):
     @streaming
     def run(
         self,
-        audio: Path = Input(description="Audio or video file (any format FFmpeg decodes), or its URL."),
-        task: str = Input(
-            description="transcribe: text in the spoken language; translate: English text.",
-            default="transcribe",
-            choices=["transcribe", "translate"],
-        ),
-        language: str = Input(description=LANGUAGE_HELP, default="auto"),
-        word_timestamps: bool = Input(description="Add word-level timings to each segment.", default=False),
-        vad_filter: bool = Input(
-            description="Skip silence with the Silero voice-activity detector before decoding.",
-            default=False,
-        ),
-        beam_size: int = Input(description="Beam width of the decoder.", default=5, ge=1, le=10),
-        temperature: float = Input(
-            description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
-            default=0.0,
-            ge=0.0,
-            le=1.0,
-        ),
-        initial_prompt: Optional[str] = Input(
-            description="Text that conditions the first window: names, spellings, style.", default=None
-        ),
-        condition_on_previous_text: Optional[bool] = Input(
-            description="Prompt each window with the previous window's text (default: on for Whisper, off for Distil-Whisper).",
-            default=None,
-        ),
+        audio: Path = AUDIO,
+        task: str = TASK,
+        language: str = LANGUAGE,
+        word_timestamps: bool = WORD_TIMESTAMPS,
+        vad_filter: bool = VAD_FILTER,
+        beam_size: int = BEAM_SIZE,
+        temperature: float = TEMPERATURE,
+        initial_prompt: Optional[str] = INITIAL_PROMPT,
+        condition_on_previous_text: Optional[bool] = CONDITION_ON_PREVIOUS_TEXT,
     ) -> Iterator[Any]:
-        options = TranscribeOptions(
-            task=task,
-            language=None if language == "auto" else language.strip().lower(),
+        options = self.options(
+            task,
+            language,
             word_timestamps=word_timestamps,
             vad_filter=vad_filter,
             beam_size=beam_size,
             temperature=temperature,
-            initial_prompt=initial_prompt or None,
-            condition_on_previous_text=(
-                self.condition_default if condition_on_previous_text is None else condition_on_previous_text
-            ),
+            initial_prompt=initial_prompt,
+            condition_on_previous_text=condition_on_previous_text,
         )
         segments, _ = transcribe_stream(self.model, audio, options)
         for segment in segments:
-            yield segment_dict(segment)
+            yield segment_dict(segment, with_words=word_timestamps)

@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from conftest import librivox  # noqa: E402
 from saladcog import audio, weights  # noqa: E402
-from saladcog.cli import data_uri  # noqa: E402
+from saladcog.client import data_uri  # noqa: E402
 from saladcog.asr import model as asr_model  # noqa: E402
 from saladcog.asr.transcribe import TranscribeOptions, transcribe  # noqa: E402
 from saladcog.serve import CogServer  # noqa: E402
@@ -49,32 +49,34 @@ def report(name: str, **figures) -> None:
     print(json.dumps({"bench": name, **figures}), flush=True)
 
 
-def server_overhead(workdir: Path, repeats: int = 5) -> None:
+def server_overhead(workdir: Path, repeats: int = 7) -> None:
+    """Direct and served runs alternate, so that a change in the machine's load hits both."""
     path = speech_file(workdir / "overhead.wav", rounds=3, silence_seconds=0)
     model = asr_model.load(weights.whisper_model_dir())
-    options = TranscribeOptions()
-    list(model.whisper.transcribe(str(path))[0])  # warm up, as the server's first request does
-    direct = []
-    for _ in range(repeats):
+    temperatures = TranscribeOptions().temperatures()
+
+    def direct() -> float:
         started = time.perf_counter()
-        segments, info = model.whisper.transcribe(str(path), beam_size=5, temperature=options.temperatures())
+        segments, _ = model.whisper.transcribe(str(path), beam_size=5, temperature=temperatures)
         list(segments)
-        direct.append(time.perf_counter() - started)
-    del model
-    duration = info.duration
+        return time.perf_counter() - started
+
     with CogServer("whisper") as server:
         server.wait_ready(300)
         url = f"{server.url('[::1]')}/predictions"
         body = {"input": {"audio": data_uri(path)}}
-        served = []
-        for _ in range(repeats + 1):
+
+        def served() -> float:
             started = time.perf_counter()
             response = httpx.post(url, json=body, timeout=600).json()
-            served.append(time.perf_counter() - started)
             assert response["status"] == "succeeded", response.get("error")
-        served = served[1:]  # the first request warms the worker
-    rtf_direct = statistics.median(direct) / duration
-    rtf_server = statistics.median(served) / duration
+            return time.perf_counter() - started
+
+        direct(), served()  # warm both: the first request loads the worker's caches
+        timings = [(direct(), served()) for _ in range(repeats)]
+    duration = audio.probe(path).duration
+    rtf_direct = statistics.median(d for d, _ in timings) / duration
+    rtf_server = statistics.median(s for _, s in timings) / duration
     report(
         "server_overhead",
         audio_seconds=round(duration, 1),

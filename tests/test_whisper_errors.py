@@ -8,7 +8,7 @@ import pytest
 
 from conftest import predict
 from saladcog import audio
-from saladcog.cli import data_uri
+from saladcog.client import data_uri
 
 
 def _text_file(tmp_path, clips):

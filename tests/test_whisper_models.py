@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SPEECH, predict
-from saladcog.cli import data_uri
+from saladcog.client import data_uri
 from saladcog.serve import CogServer
 from tiny_whisper import LANGUAGES, make_tiny_whisper
 

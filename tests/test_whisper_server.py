@@ -12,7 +12,7 @@ import pytest
 
 from conftest import normalize, predict
 from saladcog import audio
-from saladcog.cli import data_uri
+from saladcog.client import data_uri
 from saladcog.serve import CogServer
 
 HOSTS = ["127.0.0.1", "[::1]"]

@@ -8,31 +8,14 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import signal
 import sys
-import urllib.request
-from pathlib import Path
 
 from saladcog import client_cli, salad
+from saladcog.client import Client
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
 
 DEMO_CLIP = REPO_ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
-
-
-def data_uri(path: Path, mime: str = "audio/wav") -> str:
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
-
-
-def post_prediction(base_url: str, inputs: dict, timeout: float = 600.0) -> dict:
-    request = urllib.request.Request(
-        f"{base_url}/predictions",
-        data=json.dumps({"input": inputs}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -66,12 +49,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         server.wait_ready(timeout=args.ready_timeout)
         url = server.url("[::1]")
-        print(f"READY; POST {url}/predictions with {DEMO_CLIP.name}", file=sys.stderr)
-        result = post_prediction(url, {"audio": data_uri(DEMO_CLIP)})
-    if result.get("status") != "succeeded":
-        print(f"prediction {result.get('status')}: {result.get('error')}", file=sys.stderr)
-        return 1
-    output = result["output"]
+        print(f"READY; transcribing {DEMO_CLIP.name} over {url}", file=sys.stderr)
+        with Client(url) as client:
+            output = client.predict({"audio": DEMO_CLIP}).output
     print(output["text"])
     metrics = output["metrics"]
     print(

@@ -143,38 +143,23 @@ def from_json(body: dict) -> ContainerGroupCreationRequest:
 GPU_24GB = ("RTX 4090 (24 GB)", "RTX 3090 Ti (24 GB)", "RTX 3090 (24 GB)")
 GPU_12GB_UP = ("RTX 4070 (12 GB)", "RTX 3080 Ti (12 GB)", "RTX 3060 (12 GB)", *GPU_24GB)
 
+def our_image(name: str, image: str, gpu_classes: tuple[str, ...] = GPU_12GB_UP, **resources) -> GroupConfig:
+    """One of this project's images, started through its own copy of the front door."""
+    return GroupConfig(
+        name=name,
+        image=f"ghcr.io/your-org/{image}:0.1.0",
+        gpu_classes=gpu_classes,
+        command=tuple(OUR_IMAGE_COMMAND),
+        probe=tuple(OUR_IMAGE_PROBE),
+        **resources,
+    )
+
+
 EXAMPLES = {
-    "whisper-large-v3": GroupConfig(
-        name="whisper-large-v3",
-        image="ghcr.io/your-org/saladcog-whisper:0.1.0",
-        gpu_classes=GPU_12GB_UP,
-        command=tuple(OUR_IMAGE_COMMAND),
-        probe=tuple(OUR_IMAGE_PROBE),
-    ),
-    "distil-whisper": GroupConfig(
-        name="distil-whisper",
-        image="ghcr.io/your-org/saladcog-distil-whisper:0.1.0",
-        gpu_classes=GPU_12GB_UP,
-        command=tuple(OUR_IMAGE_COMMAND),
-        probe=tuple(OUR_IMAGE_PROBE),
-        memory_mb=12288,
-    ),
-    "openvoice": GroupConfig(
-        name="openvoice",
-        image="ghcr.io/your-org/saladcog-openvoice:0.1.0",
-        gpu_classes=GPU_12GB_UP,
-        command=tuple(OUR_IMAGE_COMMAND),
-        probe=tuple(OUR_IMAGE_PROBE),
-        memory_mb=12288,
-    ),
-    "metavoice": GroupConfig(
-        name="metavoice",
-        image="ghcr.io/your-org/saladcog-metavoice:0.1.0",
-        gpu_classes=GPU_24GB,
-        command=tuple(OUR_IMAGE_COMMAND),
-        probe=tuple(OUR_IMAGE_PROBE),
-        memory_mb=24576,
-    ),
+    "whisper-large-v3": our_image("whisper-large-v3", "saladcog-whisper"),
+    "distil-whisper": our_image("distil-whisper", "saladcog-distil-whisper", memory_mb=12288),
+    "openvoice": our_image("openvoice", "saladcog-openvoice", memory_mb=12288),
+    "metavoice": our_image("metavoice", "saladcog-metavoice", GPU_24GB, memory_mb=24576),
     # Any Cog image rebuilt with wrapper/Dockerfile: its own ENTRYPOINT already is the front door.
     "wrapped-whisper": GroupConfig(
         name="wrapped-whisper",

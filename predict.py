@@ -16,31 +16,36 @@ from saladcog.asr import formats
 from saladcog.asr import model as asr_model
 from saladcog.asr.transcribe import TranscribeOptions, segment_dict, transcribe, transcribe_stream
 
-# Inputs shared by the Whisper runners (Cog reads each run() signature; a FieldInfo can serve both).
-AUDIO = Input(description="Audio or video file (any format FFmpeg decodes), or its URL.")
-TASK = Input(
-    description="transcribe: text in the spoken language; translate: English text.",
-    default="transcribe",
-    choices=["transcribe", "translate"],
-)
-LANGUAGE = Input(
-    description="Language spoken in the audio as an ISO 639-1 code (en, fr, de, …), or 'auto' to detect it.",
-    default="auto",
-)
-WORD_TIMESTAMPS = Input(description="Add word-level timings to each segment.", default=False)
-VAD_FILTER = Input(description="Skip silence with the Silero voice-activity detector before decoding.", default=False)
-BEAM_SIZE = Input(description="Beam width of the decoder.", default=5, ge=1, le=10)
-TEMPERATURE = Input(
-    description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
-    default=0.0,
-    ge=0.0,
-    le=1.0,
-)
-INITIAL_PROMPT = Input(description="Text that conditions the first window: names, spellings, style.", default=None)
-CONDITION_ON_PREVIOUS_TEXT = Input(
-    description="Prompt each window with the previous window's text (default: on for Whisper, off for Distil-Whisper).",
-    default=None,
-)
+class WhisperInputs:
+    """Inputs shared by the Whisper runners. Class attributes, because `cog build` reads the
+    schema statically and resolves `Input()` references of this form (not module constants)."""
+
+    audio = Input(description="Audio or video file (any format FFmpeg decodes), or its URL.")
+    task = Input(
+        description="transcribe: text in the spoken language; translate: English text.",
+        default="transcribe",
+        choices=["transcribe", "translate"],
+    )
+    language = Input(
+        description="Language spoken in the audio as an ISO 639-1 code (en, fr, de, …), or 'auto' to detect it.",
+        default="auto",
+    )
+    word_timestamps = Input(description="Add word-level timings to each segment.", default=False)
+    vad_filter = Input(description="Skip silence with the Silero voice-activity detector before decoding.", default=False)
+    beam_size = Input(description="Beam width of the decoder.", default=5, ge=1, le=10)
+    temperature = Input(
+        description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+    )
+    initial_prompt = Input(description="Text that conditions the first window: names, spellings, style.", default=None)
+    condition_on_previous_text = Input(
+        description="Prompt each window with the previous window's text (default: on for Whisper, off for Distil-Whisper).",
+        default=None,
+    )
+
+
 SUBTITLE_FORMATS = {"plain text": formats.to_text, "srt": formats.to_srt, "vtt": formats.to_vtt}
 
 
@@ -77,26 +82,26 @@ class Whisper(BaseRunner):
 
     def run(
         self,
-        audio: Path = AUDIO,
-        task: str = TASK,
-        language: str = LANGUAGE,
+        audio: Path = WhisperInputs.audio,
+        task: str = WhisperInputs.task,
+        language: str = WhisperInputs.language,
         transcription: str = Input(
             description="Format of the `transcription` output: plain text, SubRip or WebVTT subtitles.",
             default="plain text",
             choices=list(SUBTITLE_FORMATS),
         ),
-        word_timestamps: bool = WORD_TIMESTAMPS,
-        vad_filter: bool = VAD_FILTER,
+        word_timestamps: bool = WhisperInputs.word_timestamps,
+        vad_filter: bool = WhisperInputs.vad_filter,
         batch_size: int = Input(
             description="1: sequential decoding. Above 1: faster-whisper's batched pipeline (faster on a GPU).",
             default=1,
             ge=1,
             le=64,
         ),
-        beam_size: int = BEAM_SIZE,
-        temperature: float = TEMPERATURE,
-        initial_prompt: Optional[str] = INITIAL_PROMPT,
-        condition_on_previous_text: Optional[bool] = CONDITION_ON_PREVIOUS_TEXT,
+        beam_size: int = WhisperInputs.beam_size,
+        temperature: float = WhisperInputs.temperature,
+        initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
+        condition_on_previous_text: Optional[bool] = WhisperInputs.condition_on_previous_text,
     ) -> TranscriptionOutput:
         options = self.options(
             task,
@@ -153,15 +158,15 @@ class WhisperStream(Whisper):
     @streaming
     def run(
         self,
-        audio: Path = AUDIO,
-        task: str = TASK,
-        language: str = LANGUAGE,
-        word_timestamps: bool = WORD_TIMESTAMPS,
-        vad_filter: bool = VAD_FILTER,
-        beam_size: int = BEAM_SIZE,
-        temperature: float = TEMPERATURE,
-        initial_prompt: Optional[str] = INITIAL_PROMPT,
-        condition_on_previous_text: Optional[bool] = CONDITION_ON_PREVIOUS_TEXT,
+        audio: Path = WhisperInputs.audio,
+        task: str = WhisperInputs.task,
+        language: str = WhisperInputs.language,
+        word_timestamps: bool = WhisperInputs.word_timestamps,
+        vad_filter: bool = WhisperInputs.vad_filter,
+        beam_size: int = WhisperInputs.beam_size,
+        temperature: float = WhisperInputs.temperature,
+        initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
+        condition_on_previous_text: Optional[bool] = WhisperInputs.condition_on_previous_text,
     ) -> Iterator[Any]:
         options = self.options(
             task,

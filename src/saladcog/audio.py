@@ -161,17 +161,13 @@ def encode(
     path = Path(path)
     pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     pcm16 = np.round(pcm * 32767.0).astype(np.int16)
-    if fmt == "wav":
-        codec, options = "pcm_s16le", {}
-    elif fmt == "mp3":
-        codec, options = "libmp3lame", {}
-    else:
+    codecs = {"wav": "pcm_s16le", "mp3": "libmp3lame"}
+    if fmt not in codecs:
         raise ValueError(f"unknown audio format {fmt!r}: expected 'wav' or 'mp3'")
     with av.open(str(path), mode="w", format=fmt) as container:
-        out = container.add_stream(codec, rate=sampling_rate, layout="mono")
+        out = container.add_stream(codecs[fmt], rate=sampling_rate, layout="mono")
         if fmt == "mp3":
             out.bit_rate = 192_000
-        out.options = options
         step = sampling_rate  # one second per frame keeps the frames small
         for start in range(0, len(pcm16), step):
             chunk = pcm16[start : start + step]

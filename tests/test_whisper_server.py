@@ -173,3 +173,14 @@ def test_whisper_behind_the_ipv6_front_door(clips, mode):
             assert body["status"] == "succeeded", body.get("error")
             assert "young man" in body["output"]["text"]
         assert server.stop() == 0
+
+
+def test_compute_type_follows_the_device_and_can_be_overridden(whisper_server, clips):
+    default = predict(whisper_server.url(), {"audio": data_uri(clips[4].wav)}).json()["output"]["metrics"]
+    assert (default["device"], default["compute_type"]) == ("cpu", "int8")
+    with CogServer("whisper", env={"SALADCOG_COMPUTE_TYPE": "float32"}) as server:
+        server.wait_ready(timeout=180)
+        body = predict(server.url(), {"audio": data_uri(clips[4].wav)}).json()
+    assert body["status"] == "succeeded", body.get("error")
+    assert body["output"]["metrics"]["compute_type"] == "float32"
+    assert "amiable" in body["output"]["text"]

@@ -126,11 +126,18 @@ class TinyWeights:
     def speaker(self) -> Path:
         return self.model_dir / "speaker_encoder.pt"
 
+    @property
+    def encodec(self) -> Path:
+        return self.model_dir / "encodec"
 
-def write_all(model_dir: Path, std: float = 0.5) -> TinyWeights:
+
+def write_all(model_dir: Path, std: float = 0.5, block_size: int = 160) -> TinyWeights:
+    """All three checkpoints plus `encodec/` (save_pretrained); a short first-stage block keeps
+    random-weight generation (which rarely draws end-of-audio) to ~1.5 s of audio."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_stage(model_dir / "first_stage.pt", first_stage_args(), FIRST_OFFSET, seed=1, std=std,
-                compiled_prefix=True)
+    write_stage(model_dir / "first_stage.pt", first_stage_args(block_size=block_size), FIRST_OFFSET,
+                seed=1, std=std, compiled_prefix=True)
     write_stage(model_dir / "second_stage.pt", second_stage_args(), SECOND_OFFSET, seed=2, std=std)
     write_speaker_encoder(model_dir / "speaker_encoder.pt")
+    tiny_encodec().save_pretrained(model_dir / "encodec")
     return TinyWeights(model_dir)

@@ -1,10 +1,14 @@
 """Cog runners, one thin class per model: parse the inputs, call saladcog, shape the output.
 
-cog.yaml (Whisper large-v3) and models/*.yaml each point `run:` at one class here.
+cog.yaml (Whisper large-v3) and models/*.yaml each point `predict:` at one class here. Each
+image installs only its own model's packages (faster-whisper, or torch and transformers), so a
+runner imports its engine inside its methods, never at the top of this file.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from collections.abc import Iterator
 from typing import Any, Optional
@@ -13,8 +17,6 @@ from cog import BaseModel, BaseRunner, Input, Path, streaming
 
 from saladcog import weights
 from saladcog.asr import formats
-from saladcog.asr import model as asr_model
-from saladcog.asr.transcribe import TranscribeOptions, segment_dict, transcribe, transcribe_stream
 
 class WhisperInputs:
     """Inputs shared by the Whisper runners. Class attributes, because `cog build` reads the
@@ -49,6 +51,11 @@ class WhisperInputs:
 SUBTITLE_FORMATS = {"plain text": formats.to_text, "srt": formats.to_srt, "vtt": formats.to_vtt}
 
 
+# MetaVoice speaks in this public-domain LibriVox narrator's voice when no reference is given
+# ("Sense and Sensibility", ch. 1, 24.7 s; the same clips are in tests/data/speech/librivox).
+METAVOICE_DEFAULT_VOICE = Path(__file__).resolve().parent / "models" / "metavoice" / "default_voice.flac"
+
+
 class TranscriptionOutput(BaseModel):
     detected_language: str
     language_probability: float
@@ -66,10 +73,14 @@ class Whisper(BaseRunner):
     condition_default = True
 
     def setup(self) -> None:
+        from saladcog.asr import model as asr_model
+
         self.model = asr_model.load(weights.whisper_model_dir(*self.baked_models))
         print(f"loaded {self.model.path} on {self.model.device} ({self.model.compute_type})")
 
-    def options(self, task: str, language: str, *, initial_prompt, condition_on_previous_text, **rest) -> TranscribeOptions:
+    def options(self, task: str, language: str, *, initial_prompt, condition_on_previous_text, **rest):
+        from saladcog.asr.transcribe import TranscribeOptions
+
         return TranscribeOptions(
             task=task,
             language=None if language == "auto" else language.strip().lower(),
@@ -103,6 +114,8 @@ class Whisper(BaseRunner):
         initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
         condition_on_previous_text: Optional[bool] = WhisperInputs.condition_on_previous_text,
     ) -> TranscriptionOutput:
+        from saladcog.asr.transcribe import segment_dict, transcribe
+
         options = self.options(
             task,
             language,
@@ -168,6 +181,8 @@ class WhisperStream(Whisper):
         initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
         condition_on_previous_text: Optional[bool] = WhisperInputs.condition_on_previous_text,
     ) -> Iterator[Any]:
+        from saladcog.asr.transcribe import segment_dict, transcribe_stream
+
         options = self.options(
             task,
             language,
@@ -181,3 +196,67 @@ class WhisperStream(Whisper):
         segments, _ = transcribe_stream(self.model, audio, options)
         for segment in segments:
             yield segment_dict(segment, with_words=word_timestamps)
+
+
+class SpeechOutput(BaseModel):
+    audio: Path
+    metrics: Any
+
+
+class MetaVoice(BaseRunner):
+    """MetaVoice-1B zero-shot voice cloning on saladcog's engine (EnCodec decode, no MBD/DeepFilterNet)."""
+
+    def setup(self) -> None:
+        from saladcog.tts.metavoice import MetaVoice as MetaVoiceEngine
+
+        self.engine = MetaVoiceEngine.from_dirs(
+            os.environ.get("METAVOICE_MODEL_DIR", "/weights/metavoice-1B-v0.1"),
+            os.environ.get("METAVOICE_ENCODEC_DIR", "/weights/encodec_24khz"),
+        )
+        # The default voice's embedding is computed once; a bad default file fails setup loudly.
+        self.default_voice = self.engine.speaker_embedding(METAVOICE_DEFAULT_VOICE)
+        print(f"MetaVoice-1B on {self.engine.device} ({self.engine.dtype})")
+
+    def run(
+        self,
+        text: str = Input(description="Text to speak (English; Latin-1 characters; at most 5000)."),
+        reference_audio: Optional[Path] = Input(
+            description="Voice to clone: speech in any format FFmpeg reads, 1 s minimum, 30 s or more "
+            "clones best; only the first 120 s are used. Empty: a public-domain LibriVox narrator.",
+            default=None,
+        ),
+        guidance: float = Input(
+            description="Speaker guidance scale: higher follows the reference voice more closely.",
+            default=3.0, ge=1.0, le=5.0,
+        ),
+        top_p: float = Input(
+            description="Nucleus sampling of the first stage; 0.9-1.0 is stable.", default=0.95, ge=0.1, le=1.0
+        ),
+        temperature: float = Input(
+            description="Sampling temperature of both stages.", default=1.0, ge=0.1, le=2.0
+        ),
+        seed: Optional[int] = Input(
+            description="Random seed; the same seed, text and voice give the same audio. Empty: random.",
+            default=None, ge=0, le=2**31 - 1,
+        ),
+        output_format: str = Input(description="Audio file format.", default="wav", choices=["wav", "mp3"]),
+    ) -> SpeechOutput:
+        from saladcog.tts.metavoice import SAMPLE_RATE
+        from saladcog.tts.metavoice_generate import SamplingParams
+        from saladcog.tts.speech import write_speech
+
+        started = time.perf_counter()
+        self.engine.check_text(text)  # refuse bad text before decoding any audio
+        voice = self.default_voice if reference_audio is None else self.engine.speaker_embedding(reference_audio)
+        seed = random.randint(0, 2**31 - 1) if seed is None else seed
+        params = SamplingParams(guidance=guidance, temperature=temperature, top_p=top_p)
+        speech = write_speech(self.engine.stream(text, voice, params, seed), SAMPLE_RATE, output_format)
+        return SpeechOutput(
+            audio=speech.path,
+            metrics={
+                **speech.metrics(text, started),
+                "seed": seed,
+                "device": str(self.engine.device),
+                "dtype": str(self.engine.dtype).removeprefix("torch."),
+            },
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -50,3 +52,24 @@ def test_whisper_images_bake_the_weights_the_runner_loads(path):
     for repo, directory in baked:
         assert weights.WHISPER_REPOS[directory] == repo
         assert directory in runner.baked_models
+
+
+# What each image does not install: its runner must import (and give its schema) without them.
+ABSENT_FROM_IMAGE = {
+    "Whisper": ("torch", "transformers", "tiktoken"),
+    "DistilWhisper": ("torch", "transformers", "tiktoken"),
+    "MetaVoice": ("faster_whisper", "ctranslate2"),
+}
+
+
+@pytest.mark.parametrize("runner", sorted(ABSENT_FROM_IMAGE))
+def test_runner_imports_with_only_its_images_packages(runner):
+    blocked = ", ".join(repr(name) for name in ABSENT_FROM_IMAGE[runner])
+    code = (
+        f"import sys\nfor name in ({blocked},): sys.modules[name] = None\n"
+        f"from saladcog.schema import openapi_schema\n"
+        f"print(sorted(openapi_schema({str(REPO / 'predict.py')!r} + ':{runner}')['components']['schemas']['Input']['properties']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]

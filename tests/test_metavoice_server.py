@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from saladcog import audio
-from saladcog.cli import data_uri
+from saladcog.client import data_uri
 from saladcog.serve import CogServer
 from tests import metavoice_tiny as tiny
 
@@ -21,7 +21,7 @@ REFERENCE = Path(__file__).parent / "data" / "speech" / "librivox" / "sense_and_
 def server(tmp_path_factory):
     weights = tiny.write_all(tmp_path_factory.mktemp("metavoice-weights"))
     env = {"METAVOICE_MODEL_DIR": str(weights.model_dir), "METAVOICE_ENCODEC_DIR": str(weights.encodec)}
-    with CogServer("predict_metavoice.py:MetaVoice", env=env) as srv:
+    with CogServer("metavoice", env=env) as srv:
         srv.wait_ready(timeout=180)
         yield srv
 
@@ -78,5 +78,5 @@ def test_bad_input_fails_then_server_is_ready_and_succeeds(server, tmp_path, inp
         inputs = {**inputs, "reference_audio": data_uri(clip)}
     body = predict(server, inputs)
     assert body["status"] == "failed" and message in body["error"], body.get("error")
-    assert server.health() == "READY"
+    server.wait_ready(timeout=5)  # coglet frees the slot just after it answers
     assert predict(server, {"text": "Again.", "seed": 1})["status"] == "succeeded"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
@@ -155,12 +155,18 @@ def decode(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
 
 
 def encode(
-    samples: np.ndarray, sampling_rate: int, path: str | os.PathLike, fmt: str = "wav"
+    samples: np.ndarray | Iterable[np.ndarray],
+    sampling_rate: int,
+    path: str | os.PathLike,
+    fmt: str = "wav",
 ) -> Path:
-    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or as MP3 (192 kb/s)."""
+    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or as MP3 (192 kb/s).
+
+    `samples` may be one array or an iterable of blocks (a generator of synthesized pieces):
+    each block is written as it comes, so a long text's audio is never held whole in memory.
+    """
     path = Path(path)
-    pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    pcm16 = np.round(pcm * 32767.0).astype(np.int16)
+    blocks = [samples] if isinstance(samples, np.ndarray) else samples
     codecs = {"wav": "pcm_s16le", "mp3": "libmp3lame"}
     if fmt not in codecs:
         raise ValueError(f"unknown audio format {fmt!r}: expected 'wav' or 'mp3'")
@@ -169,12 +175,16 @@ def encode(
         if fmt == "mp3":
             out.bit_rate = 192_000
         step = sampling_rate  # one second per frame keeps the frames small
-        for start in range(0, len(pcm16), step):
-            chunk = pcm16[start : start + step]
-            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = sampling_rate
-            for packet in out.encode(frame):
-                container.mux(packet)
+        for block in blocks:
+            pcm = np.clip(np.asarray(block, dtype=np.float32).reshape(-1), -1.0, 1.0)
+            pcm16 = np.round(pcm * 32767.0).astype(np.int16)
+            for start in range(0, len(pcm16), step):
+                frame = av.AudioFrame.from_ndarray(
+                    pcm16[start : start + step].reshape(1, -1), format="s16", layout="mono"
+                )
+                frame.sample_rate = sampling_rate
+                for packet in out.encode(frame):
+                    container.mux(packet)
         for packet in out.encode(None):
             container.mux(packet)
     return path

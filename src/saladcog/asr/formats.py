@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from faster_whisper.transcribe import Segment
+if TYPE_CHECKING:  # only for annotations: the TTS images have no faster-whisper
+    from faster_whisper.transcribe import Segment
 
 
 def timestamp(seconds: float, decimal_marker: str) -> str:

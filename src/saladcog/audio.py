@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
@@ -179,6 +179,31 @@ def encode(
             frame.sample_rate = sampling_rate
             for packet in out.encode(frame):
                 container.mux(packet)
+        for packet in out.encode(None):
+            container.mux(packet)
+    return path
+
+
+def encode_stream(
+    blocks: Iterable[np.ndarray], sampling_rate: int, path: str | os.PathLike, fmt: str = "wav"
+) -> Path:
+    """`encode` for audio produced block by block: memory stays that of one block."""
+    path = Path(path)
+    if fmt not in ("wav", "mp3"):
+        raise ValueError(f"unknown audio format {fmt!r}: expected 'wav' or 'mp3'")
+    with av.open(str(path), mode="w", format=fmt) as container:
+        out = container.add_stream("pcm_s16le" if fmt == "wav" else "libmp3lame", rate=sampling_rate, layout="mono")
+        if fmt == "mp3":
+            out.bit_rate = 192_000
+        for block in blocks:
+            pcm16 = np.round(np.clip(np.asarray(block, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+            for start in range(0, len(pcm16), sampling_rate):
+                frame = av.AudioFrame.from_ndarray(
+                    pcm16[start : start + sampling_rate].reshape(1, -1), format="s16", layout="mono"
+                )
+                frame.sample_rate = sampling_rate
+                for packet in out.encode(frame):
+                    container.mux(packet)
         for packet in out.encode(None):
             container.mux(packet)
     return path

@@ -1,0 +1,52 @@
+"""Cut a long recording into clips at its quietest moments, so no word straddles a cut.
+
+The audio arrives as a stream of blocks; at most one clip (plus one block) is held at a time,
+so memory does not grow with the length of the file. Each clip ends at the quietest point in
+the last `search_seconds` before `clip_seconds`, found on a 200 ms moving RMS: a pause between
+words, not the middle of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+FRAME_SECONDS = 0.02
+SMOOTH_FRAMES = 10  # 200 ms: longer than a stop consonant's silence, shorter than a pause
+
+
+def quietest_point(audio: np.ndarray, start: int, end: int, sampling_rate: int) -> int:
+    """Sample index in [start, end) at the centre of the quietest 200 ms of `audio`."""
+    frame = max(1, int(FRAME_SECONDS * sampling_rate))
+    n_frames = (end - start) // frame
+    if n_frames <= SMOOTH_FRAMES:
+        return end
+    window = audio[start : start + n_frames * frame].reshape(n_frames, frame)
+    energy = np.sqrt(np.mean(window.astype(np.float64) ** 2, axis=1))
+    smoothed = np.convolve(energy, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="valid")
+    # The last minimum, so that the clip stays as long as possible among equally quiet points.
+    best = len(smoothed) - 1 - int(np.argmin(smoothed[::-1]))
+    return start + (best + SMOOTH_FRAMES // 2) * frame
+
+
+def clips(
+    blocks: Iterable[np.ndarray],
+    sampling_rate: int,
+    clip_seconds: float,
+    search_seconds: float = 30.0,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (offset in seconds, samples) for consecutive clips covering the whole stream."""
+    clip_len = int(clip_seconds * sampling_rate)
+    search_len = min(int(search_seconds * sampling_rate), clip_len // 2)
+    buffer = np.zeros(0, dtype=np.float32)
+    consumed = 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, block]) if buffer.size else block
+        while buffer.shape[0] >= clip_len:
+            cut = quietest_point(buffer, clip_len - search_len, clip_len, sampling_rate)
+            yield consumed / sampling_rate, buffer[:cut]
+            buffer = buffer[cut:]
+            consumed += cut
+    if buffer.size:
+        yield consumed / sampling_rate, buffer

@@ -1,0 +1,99 @@
+"""`saladcog` command line: serve a runner under the real Cog server, and the README demo.
+
+    saladcog serve whisper --port 5000     # foreground, on [::] (dual stack), until Ctrl-C
+    saladcog demo                          # serve, transcribe a bundled clip over [::1], stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
+
+DEMO_CLIP = REPO_ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+
+
+def data_uri(path: Path, mime: str = "audio/wav") -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def post_prediction(base_url: str, inputs: dict, timeout: float = 600.0) -> dict:
+    request = urllib.request.Request(
+        f"{base_url}/predictions",
+        data=json.dumps({"input": inputs}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    server = CogServer(args.runner, host=args.host, port=args.port)
+    server.start()
+    print(f"serving {server.runner} on {args.host}:{server.port} (log: {server.log_path})", file=sys.stderr)
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.wait_ready(timeout=args.ready_timeout)
+        print(f"READY: POST {server.url()}/predictions", file=sys.stderr)
+        return server.process.wait()
+    except ServerError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        server.stop()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    with CogServer("whisper") as server:
+        print(f"starting the Cog server (coglet) for {server.runner} on [::]:{server.port} …", file=sys.stderr)
+        server.wait_ready(timeout=args.ready_timeout)
+        url = server.url("[::1]")
+        print(f"READY; POST {url}/predictions with {DEMO_CLIP.name}", file=sys.stderr)
+        result = post_prediction(url, {"audio": data_uri(DEMO_CLIP)})
+    if result.get("status") != "succeeded":
+        print(f"prediction {result.get('status')}: {result.get('error')}", file=sys.stderr)
+        return 1
+    output = result["output"]
+    print(output["text"])
+    metrics = output["metrics"]
+    print(
+        f"[{output['detected_language']}, {output['duration']:.1f} s of audio in "
+        f"{metrics['processing_seconds']:.2f} s, model {metrics['model']} on {metrics['device']}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="saladcog", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve a runner under the real Cog HTTP server")
+    serve.add_argument("runner", help=f"{', '.join(RUNNERS)} or path/to/predict.py:Class")
+    serve.add_argument("--host", default="[::]", help="IP literal to bind; [::] is dual stack")
+    serve.add_argument("--port", type=int, default=5000)
+    serve.add_argument("--ready-timeout", type=float, default=600.0)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="serve Whisper, transcribe a bundled clip over IPv6")
+    demo.add_argument("--ready-timeout", type=float, default=300.0)
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

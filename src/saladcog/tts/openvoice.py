@@ -125,3 +125,20 @@ class OpenVoice:
         pcm = np.round(np.clip(audio, -1, 1) * 32767) / 32768
         x = resample(torch.from_numpy(pcm.astype(np.float32)), self.melo.cfg.sampling_rate, self.converter.sampling_rate)
         return self.converter.convert(x, self.base_ses[speaker], target_se, tau=tau, generator=generator).numpy()
+
+
+def paths_from_env() -> dict[str, Path | None]:
+    """Weight locations: `OPENVOICE_*` variables, else the directories the image bakes under
+    `SALADCOG_WEIGHTS_ROOT` (default /weights)."""
+    root = Path(os.environ.get("SALADCOG_WEIGHTS_ROOT", "/weights"))
+    paths = {
+        "melo_dir": Path(os.environ.get("OPENVOICE_MELO_DIR", root / "melotts-english")),
+        "openvoice_dir": Path(os.environ.get("OPENVOICE_DIR", root / "openvoice-v2")),
+        "bert_dir": Path(os.environ.get("OPENVOICE_BERT_DIR", root / "bert-base-uncased")),
+    }
+    missing = [f"{name}={path}" for name, path in paths.items() if not path.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"OpenVoice weights not found: {', '.join(missing)} (set OPENVOICE_MELO_DIR, "
+                                "OPENVOICE_DIR, OPENVOICE_BERT_DIR or SALADCOG_WEIGHTS_ROOT)")
+    cmudict = os.environ.get("OPENVOICE_CMUDICT") or (root / "cmudict" / "cmudict.rep")
+    return {**paths, "cmudict_path": Path(cmudict) if Path(cmudict).is_file() else None}

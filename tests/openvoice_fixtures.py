@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from saladcog.tts.checkpoint import expected_keys
@@ -108,3 +109,9 @@ def write_cmudict(path: Path) -> Path:
 def write_all(root: Path) -> dict[str, Path]:
     return {"melo_dir": write_melo(root / "melo"), "openvoice_dir": write_openvoice(root / "openvoice"),
             "bert_dir": write_bert(root / "bert"), "cmudict_path": write_cmudict(root / "cmudict.rep")}
+
+
+@pytest.fixture(scope="session")
+def openvoice_weights(tmp_path_factory) -> dict[str, Path]:
+    """The tiny weights in the published layouts, written once per test session."""
+    return write_all(tmp_path_factory.mktemp("openvoice-weights"))

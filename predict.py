@@ -260,3 +260,53 @@ class MetaVoice(BaseRunner):
                 "dtype": str(self.engine.dtype).removeprefix("torch."),
             },
         )
+
+
+OPENVOICE_SPEAKERS = ["EN-US", "EN-BR", "EN_INDIA", "EN-AU", "EN-Default"]
+
+
+class OpenVoice(BaseRunner):
+    """OpenVoice v2: MeloTTS English base speakers, voice cloning with the tone colour converter."""
+
+    def setup(self) -> None:
+        from saladcog.tts.openvoice import OpenVoice as OpenVoiceEngine
+        from saladcog.tts.openvoice import paths_from_env
+
+        self.engine = OpenVoiceEngine(**paths_from_env())
+        missing = set(OPENVOICE_SPEAKERS) - set(self.engine.speakers)
+        if missing:
+            raise RuntimeError(f"the MeloTTS checkpoint lacks speaker(s) {', '.join(sorted(missing))}")
+
+    def run(
+        self,
+        text: str = Input(description="Text to speak (up to 200,000 characters; long text is read sentence by sentence)."),
+        speaker: str = Input(
+            description="Base speaker (accent) of MeloTTS English.", default="EN-US", choices=OPENVOICE_SPEAKERS
+        ),
+        reference_audio: Optional[Path] = Input(
+            description="Speech to clone (any format FFmpeg decodes, 5-30 s of one voice works best). Empty: the base speaker.",
+            default=None,
+        ),
+        speed: float = Input(description="Speaking rate (1 = normal).", default=1.0, ge=0.5, le=2.0),
+        language: str = Input(description="Language of the text. Only English (EN) is supported for now.", default="EN"),
+        output_format: str = Input(description="Audio file format.", default="wav", choices=["wav", "mp3"]),
+        seed: Optional[int] = Input(description="Random seed for reproducible speech; empty: random.", default=None),
+    ) -> SpeechOutput:
+        from saladcog import audio
+        from saladcog.tts.openvoice import Settings
+        from saladcog.tts.speech import write_speech
+
+        if language.strip().lower() not in ("en", "english"):
+            raise ValueError(f"language {language!r} is not supported yet: only English (EN)")
+        started = time.perf_counter()
+        target_se = None
+        if reference_audio is not None:
+            reference = audio.decode(reference_audio, self.engine.converter.sampling_rate)
+            target_se = self.engine.reference_se(reference)
+        rate = self.engine.output_rate(cloning=target_se is not None)
+        pieces = self.engine.synthesize(text, speaker, Settings(speed=speed), seed=seed, target_se=target_se)
+        speech = write_speech(pieces, rate, output_format)
+        return SpeechOutput(
+            audio=speech.path,
+            metrics={**speech.metrics(text, started), "sample_rate": rate, "cloned": target_se is not None},
+        )

@@ -59,6 +59,7 @@ ABSENT_FROM_IMAGE = {
     "Whisper": ("torch", "transformers", "tiktoken"),
     "DistilWhisper": ("torch", "transformers", "tiktoken"),
     "MetaVoice": ("faster_whisper", "ctranslate2"),
+    "OpenVoice": ("faster_whisper", "ctranslate2", "tiktoken"),
 }
 
 

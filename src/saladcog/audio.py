@@ -188,3 +188,4 @@ def encode(
         for packet in out.encode(None):
             container.mux(packet)
     return path
+

@@ -1,6 +1,6 @@
 """Transcribe a media file of any length with faster-whisper, clip by clip.
 
-The file is decoded as a stream and cut into clips (10 minutes by default) at quiet points
+The file is decoded as a stream and cut into clips (2 minutes by default) at quiet points
 (`clips.py`); each clip is transcribed on its own and its timestamps are shifted by the clip's
 offset, so peak memory depends on the clip length, not on the file's. The language detected
 on the first clip is kept for the rest, and with `condition_on_previous_text` the last text of
@@ -39,7 +39,9 @@ class TranscribeOptions:
     temperature_increment_on_fallback: float = 0.2
     initial_prompt: str | None = None
     condition_on_previous_text: bool = True
-    clip_seconds: float = 600.0
+    # Feature extraction over a clip costs ~1 MB per second of it at its peak: 2-minute clips
+    # keep that transient small; Whisper itself only ever sees 30 s windows.
+    clip_seconds: float = 120.0
 
     def temperatures(self) -> list[float]:
         """The starting temperature, then the fallbacks up to 1.0 (as openai/whisper does)."""

@@ -1,9 +1,9 @@
 """Cut a long recording into clips at its quietest moments, so no word straddles a cut.
 
 The audio arrives as a stream of blocks; at most one clip (plus one block) is held at a time,
-so memory does not grow with the length of the file. Each clip ends at the quietest point in
-the last `search_seconds` before `clip_seconds`, found on a 200 ms moving RMS: a pause between
-words, not the middle of one.
+so memory does not grow with the length of the file. Each clip ends in the middle of the longest
+quiet stretch in the last `search_seconds` before `clip_seconds`, found on a 200 ms moving RMS:
+a pause between words, well away from the words on either side.
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ SMOOTH_FRAMES = 10  # 200 ms: longer than a stop consonant's silence, shorter th
 
 
 def quietest_point(audio: np.ndarray, start: int, end: int, sampling_rate: int) -> int:
-    """Sample index in [start, end) at the centre of the quietest 200 ms of `audio`."""
+    """Sample index in [start, end) in the middle of the longest quiet stretch of `audio`.
+
+    Quiet: a 200 ms moving RMS within 10% (of the range up to the median) of the minimum. The
+    middle of the longest such stretch keeps the cut away from the edges of speech; a cut just
+    before a word's onset leaves a fragment that Whisper would turn into invented words.
+    """
     frame = max(1, int(FRAME_SECONDS * sampling_rate))
     n_frames = (end - start) // frame
     if n_frames <= SMOOTH_FRAMES:
@@ -25,9 +30,15 @@ def quietest_point(audio: np.ndarray, start: int, end: int, sampling_rate: int) 
     window = audio[start : start + n_frames * frame].reshape(n_frames, frame)
     energy = np.sqrt(np.mean(window.astype(np.float64) ** 2, axis=1))
     smoothed = np.convolve(energy, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="valid")
-    # The last minimum, so that the clip stays as long as possible among equally quiet points.
-    best = len(smoothed) - 1 - int(np.argmin(smoothed[::-1]))
-    return start + (best + SMOOTH_FRAMES // 2) * frame
+    floor = smoothed.min()
+    quiet = smoothed <= floor + 0.1 * (np.median(smoothed) - floor)
+    # Runs of quiet frames: [first, last) pairs from the edges of the boolean mask.
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    runs = edges.reshape(-1, 2)
+    lengths = runs[:, 1] - runs[:, 0]
+    # The longest run; among equals the last, so that the clip stays as long as possible.
+    first, last = runs[len(lengths) - 1 - int(np.argmax(lengths[::-1]))]
+    return int(start + ((first + last) // 2 + SMOOTH_FRAMES // 2) * frame)
 
 
 def clips(

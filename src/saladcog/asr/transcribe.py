@@ -3,8 +3,9 @@
 The file is decoded as a stream and cut into clips (2 minutes by default) at quiet points
 (`clips.py`); each clip is transcribed on its own and its timestamps are shifted by the clip's
 offset, so peak memory depends on the clip length, not on the file's. The language detected
-on the first clip is kept for the rest, and with `condition_on_previous_text` the last text of
-one clip prompts the next, as faster-whisper does between its own 30 s windows.
+on the first clip is kept for the rest. Each clip starts without the previous clip's text as a
+prompt (the user's `initial_prompt` opens every clip): Whisper tends to repeat a prompt where a
+clip's speech ends, and a clip always ends.
 """
 
 from __future__ import annotations
@@ -99,14 +100,13 @@ def _run_clip(
     samples: np.ndarray,
     options: TranscribeOptions,
     language: str | None,
-    prompt: str | None,
 ) -> tuple[Iterator[Segment], TranscriptionInfo]:
     common = dict(
         language=language,
         task=options.task,
         beam_size=options.beam_size,
         temperature=options.temperatures(),
-        initial_prompt=prompt,
+        initial_prompt=options.initial_prompt,
         condition_on_previous_text=options.condition_on_previous_text,
         word_timestamps=options.word_timestamps,
         vad_filter=options.vad_filter,
@@ -139,9 +139,7 @@ def transcribe_stream(
         options.clip_seconds,
     )
     first_offset, first_samples = next(clip_iter)
-    first_segments, first_info = _run_clip(
-        model, first_samples, options, options.language, options.initial_prompt
-    )
+    first_segments, first_info = _run_clip(model, first_samples, options, options.language)
     detected = Detected(
         language=first_info.language,
         language_probability=round(float(first_info.language_probability), 4),
@@ -152,17 +150,14 @@ def transcribe_stream(
         next_id = 1
         offset, segments = first_offset, first_segments
         while True:
-            last_text = options.initial_prompt
             for segment in segments:
                 yield _shift(segment, offset, next_id)
                 next_id += 1
-                last_text = segment.text
             try:
                 offset, samples = next(clip_iter)
             except StopIteration:
                 return
-            prompt = last_text if options.condition_on_previous_text else options.initial_prompt
-            segments, _ = _run_clip(model, samples, options, detected.language, prompt)
+            segments, _ = _run_clip(model, samples, options, detected.language)
 
     return generate(), detected
 

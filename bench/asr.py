@@ -6,12 +6,12 @@
 3. Peak RSS of a fresh process transcribing 10 minutes vs 60 minutes of audio.
 
 Model: SALADCOG_MODEL_DIR if set, else the embedded tiny.en. Figures go to stdout as JSON lines.
+Run a subset by name: `bench/asr.py memory` (overhead, batched, memory).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,7 +41,7 @@ def speech_file(path: Path, rounds: int, silence_seconds: float, gap_seconds: fl
     clips = [c.samples for c in librivox()]
     silence = np.zeros(int(silence_seconds * SR), dtype=np.float32)
     round_ = np.concatenate([p for c in clips for p in (c, gap)] + [silence])
-    audio.encode(np.tile(round_, rounds), SR, path, "mp3" if path.suffix == ".mp3" else "wav")
+    audio.encode((round_ for _ in range(rounds)), SR, path, "mp3" if path.suffix == ".mp3" else "wav")
     return path
 
 
@@ -108,7 +108,9 @@ def batched_vs_sequential(workdir: Path) -> None:
 def peak_rss_child(path: str) -> None:
     model = asr_model.load(weights.whisper_model_dir())
     result = transcribe(model, path, TranscribeOptions(vad_filter=True))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: getrusage keeps the peak of the parent process across fork and exec.
+    status = Path("/proc/self/status").read_text()
+    peak_mib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
     print(json.dumps({"peak_rss_mib": round(peak_mib, 1), "audio_seconds": result.detected.duration,
                       "processing_seconds": round(result.processing_seconds, 1)}))
 
@@ -132,15 +134,17 @@ def peak_memory(workdir: Path) -> None:
     )
 
 
+BENCHES = {"overhead": server_overhead, "batched": batched_vs_sequential, "memory": peak_memory}
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--peak-rss-child"]:
         peak_rss_child(sys.argv[2])
         return
+    chosen = sys.argv[1:] or list(BENCHES)  # e.g. `bench/asr.py memory`
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        server_overhead(workdir)
-        batched_vs_sequential(workdir)
-        peak_memory(workdir)
+        for name in chosen:
+            BENCHES[name](Path(tmp))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import ctranslate2
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
+from saladcog import weights
+
 
 class RequestError(ValueError):
     """A transcription request that this model cannot serve; the message says why."""
@@ -24,7 +26,9 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return self.path.name if self.path.name != "model" else self.path.parent.name
+        if self.path == weights.embedded_default():
+            return "tiny.en"
+        return self.path.name
 
     @property
     def multilingual(self) -> bool:

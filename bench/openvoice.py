@@ -14,6 +14,7 @@ synthesizer, converter cloning a real speech clip, pieces streamed to a WAV file
 The text repeats a paragraph of prose with numbers, times, money and abbreviations. `--tiny` uses
 tiny checkpoints in the official formats (the tests' widths, a 3-layer BERT, the real hop sizes)
 so 5,000 words take minutes: absolute figures are not the real model's; the growth with length is.
+The child processes inherit the environment (e.g. ONEDNN_PRIMITIVE_CACHE_CAPACITY, see docs).
 """
 
 from __future__ import annotations

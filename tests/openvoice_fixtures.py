@@ -58,23 +58,25 @@ def _official_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.T
     return sd
 
 
-def write_melo(root: Path, seed: int = 0) -> Path:
+def write_melo(root: Path, seed: int = 0, data: dict | None = None, model: dict | None = None) -> Path:
+    """`data` and `model` override entries of the config's sections (the benchmark's real hop sizes)."""
     root.mkdir(parents=True, exist_ok=True)
     config = {"train": {"segment_size": 16384}, "num_tones": 16, "num_languages": 10, "symbols": SYMBOLS,
               "data": {"sampling_rate": 44100, "filter_length": 64, "hop_length": 16, "win_length": 64,
-                       "n_mel_channels": 128, "add_blank": True, "n_speakers": 256, "spk2id": SPK2ID},
-              "model": MELO_MODEL}
+                       "n_mel_channels": 128, "add_blank": True, "n_speakers": 256, "spk2id": SPK2ID, **(data or {})},
+              "model": {**MELO_MODEL, **(model or {})}}
     (root / "config.json").write_text(json.dumps(config))
     cfg = MeloConfig.from_json(root / "config.json")
     torch.save({"model": _official_state_dict(SynthesizerTrn(cfg), seed), "iteration": 1}, root / "checkpoint.pth")
     return root
 
 
-def write_openvoice(root: Path, seed: int = 1) -> Path:
+def write_openvoice(root: Path, seed: int = 1, data: dict | None = None, model: dict | None = None) -> Path:
     conv = root / "converter"
     conv.mkdir(parents=True, exist_ok=True)
     config = {"_version_": "v2", "data": {"sampling_rate": 22050, "filter_length": 64, "hop_length": 16,
-                                          "win_length": 64, "n_speakers": 0}, "model": CONVERTER_MODEL}
+                                          "win_length": 64, "n_speakers": 0, **(data or {})},
+              "model": {**CONVERTER_MODEL, **(model or {})}}
     (conv / "config.json").write_text(json.dumps(config))
     model = ToneColorConverter(ConverterConfig.from_json(conv / "config.json"))
     torch.save({"model": _official_state_dict(model, seed)}, conv / "checkpoint.pth")
@@ -86,14 +88,14 @@ def write_openvoice(root: Path, seed: int = 1) -> Path:
     return root
 
 
-def write_bert(root: Path) -> Path:
+def write_bert(root: Path, vocab: list[str] = VOCAB) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizer
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(2)
     # hidden_size stays 768: the synthesizer's ja_bert_proj expects bert-base features.
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=768, num_hidden_layers=3, num_attention_heads=2,
+    config = BertConfig(vocab_size=len(vocab), hidden_size=768, num_hidden_layers=3, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512)
     BertModel(config, add_pooling_layer=False).save_pretrained(root)
     BertTokenizer(str(root / "vocab.txt"), do_lower_case=True).save_pretrained(root)

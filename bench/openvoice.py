@@ -80,13 +80,13 @@ def write_real_size(root: Path, vocab: list[str] = VOCAB) -> dict[str, Path]:
         "data": {"sampling_rate": 44100, "filter_length": 2048, "hop_length": 512, "add_blank": True,
                  "n_speakers": 256, "spk2id": SPK2ID},
         "model": {"resblock": "1"}}))  # every other size: the dataclass defaults = the published config
-    torch.save({"model": _official_state_dict(SynthesizerTrn(MeloConfig.from_json(melo / "config.json")), 0)},
+    torch.save({"model": _official_state_dict(lambda: SynthesizerTrn(MeloConfig.from_json(melo / "config.json")), 0)},
                melo / "checkpoint.pth")
     conv = root / "openvoice" / "converter"
     conv.mkdir(parents=True)
     (conv / "config.json").write_text(json.dumps({"data": {"sampling_rate": 22050, "n_speakers": 0},
                                                   "model": {"resblock": "1"}}))
-    torch.save({"model": _official_state_dict(ToneColorConverter(ConverterConfig()), 1)}, conv / "checkpoint.pth")
+    torch.save({"model": _official_state_dict(lambda: ToneColorConverter(ConverterConfig()), 1)}, conv / "checkpoint.pth")
     ses = root / "openvoice" / "base_speakers" / "ses"
     ses.mkdir(parents=True)
     for s in SPK2ID:

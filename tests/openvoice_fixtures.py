@@ -47,8 +47,11 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "!", "?", "'", 
         [w.lower() for w in CMU_ENTRIES] + ["zor", "##bly", "##s"]
 
 
-def _official_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+def _official_state_dict(build, seed: int) -> dict[str, torch.Tensor]:
+    """The state dict of `build()` with random weights; the seed covers the module's own init
+    (biases keep it) as well as the draws below, so the same seed writes the same file."""
     torch.manual_seed(seed)
+    model = build()
     sd = {}
     names = list(expected_keys(model))
     for name, tensor in zip(names, model.state_dict().values()):
@@ -67,7 +70,11 @@ def write_melo(root: Path, seed: int = 0, data: dict | None = None, model: dict 
               "model": {**MELO_MODEL, **(model or {})}}
     (root / "config.json").write_text(json.dumps(config))
     cfg = MeloConfig.from_json(root / "config.json")
-    torch.save({"model": _official_state_dict(SynthesizerTrn(cfg), seed), "iteration": 1}, root / "checkpoint.pth")
+    state = _official_state_dict(lambda: SynthesizerTrn(cfg), seed)
+    # Random weights predict ~1 frame per symbol; a duration bias of +2 (log frames) makes the
+    # tiny model speak at a plausible rate, so every output is long enough to decode and check.
+    state["dp.proj.bias"] = state["dp.proj.bias"] + 2.0
+    torch.save({"model": state, "iteration": 1}, root / "checkpoint.pth")
     return root
 
 
@@ -78,8 +85,8 @@ def write_openvoice(root: Path, seed: int = 1, data: dict | None = None, model: 
                                           "win_length": 64, "n_speakers": 0, **(data or {})},
               "model": {**CONVERTER_MODEL, **(model or {})}}
     (conv / "config.json").write_text(json.dumps(config))
-    model = ToneColorConverter(ConverterConfig.from_json(conv / "config.json"))
-    torch.save({"model": _official_state_dict(model, seed)}, conv / "checkpoint.pth")
+    config = ConverterConfig.from_json(conv / "config.json")
+    torch.save({"model": _official_state_dict(lambda: ToneColorConverter(config), seed)}, conv / "checkpoint.pth")
     ses = root / "base_speakers" / "ses"
     ses.mkdir(parents=True, exist_ok=True)
     for i, speaker in enumerate(SPK2ID):

@@ -44,7 +44,6 @@ from saladcog.tts.speech import write_speech  # noqa: E402
 from saladcog.tts.textsplit import split_sentences  # noqa: E402
 
 WORDS = [w.lower() for w in CMU_ENTRIES]
-DURATION_BIAS = 1.5  # log-frames, weighted 0.8 by sdp_ratio 0.2: about 4 frames (46 ms) per symbol
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "speech" / "goforward.wav"
 PROSE = (
     "On the 3rd of May, Dr. Hale left the harbour at 6:45 am with 12 crates of apples, 250 feet of rope "
@@ -111,15 +110,11 @@ def peak_rss_mb() -> float:
 
 def write_tiny(root: Path) -> dict[str, Path]:
     """The tests' tiny widths with the published hop sizes and upsampling, so a frame is as long
-    as the real model's; the duration predictor's bias is raised so that random weights speak at
-    a plausible rate (a few frames per symbol) rather than one frame (12 ms) per symbol."""
-    torch.manual_seed(0)  # the builders seed weights, not the biases that module construction draws
+    as the real model's (the fixtures' duration bias makes random weights speak at a plausible
+    rate, a few frames per symbol)."""
     melo = write_melo(root / "melo", data={"filter_length": 2048, "hop_length": 512, "win_length": 2048},
                       model={"upsample_rates": [8, 8, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 8, 2, 2],
                              "upsample_initial_channel": 64})
-    ckpt = torch.load(melo / "checkpoint.pth", weights_only=True)
-    ckpt["model"]["dp.proj.bias"] += DURATION_BIAS
-    torch.save(ckpt, melo / "checkpoint.pth")
     openvoice = write_openvoice(root / "openvoice", data={"filter_length": 1024, "hop_length": 256, "win_length": 1024},
                                 model={"upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4]})
     return {"melo_dir": melo, "openvoice_dir": openvoice, "bert_dir": write_bert(root / "bert", prose_vocab())}

@@ -14,8 +14,10 @@ import httpx
 import jiwer
 import pytest
 
-from client_harness import TOKEN, FrontDoorServer, clips, long_recording, normalize
+from client_harness import TOKEN, clips, long_recording
+from conftest import normalize
 from saladcog.client import Client, ClientError, PredictionError
+from saladcog.serve import CogServer
 from saladcog.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server():
-    with FrontDoorServer("whisper", env={"WEBHOOK_AUTH_TOKEN": TOKEN}) as server:
+    with CogServer("whisper", front_door="relay", env={"WEBHOOK_AUTH_TOKEN": TOKEN}) as server:
         server.wait_ready(timeout=180)
         yield server
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from client_harness import FrontDoorServer, clips, completed_ids
+from client_harness import clips, completed_ids
 from saladcog.batch import Batch, list_inputs, result_path
 from saladcog.client import Client
+from saladcog.serve import CogServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"beam_size": 1}  # greedy decoding: the same path through the server, half the CPU
@@ -23,7 +24,7 @@ FAST = {"beam_size": 1}  # greedy decoding: the same path through the server, ha
 
 @pytest.fixture(scope="module")
 def server():
-    with FrontDoorServer("whisper") as server:  # concurrency 1: a second request gets 409
+    with CogServer("whisper", front_door="relay") as server:  # concurrency 1: a second request gets 409
         server.wait_ready(timeout=180)
         yield server
 

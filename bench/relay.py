@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from saladcog.serve import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,13 +64,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(("::", 0))
-        return sock.getsockname()[1]
 
 
 def wait_listening(host: str, port: int, timeout: float = 5.0) -> None:

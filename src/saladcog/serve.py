@@ -16,11 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import saladcog
+from saladcog import probe
 from saladcog.schema import openapi_schema
 
 REPO_ROOT = Path(saladcog.__file__).resolve().parents[2]
@@ -57,15 +56,6 @@ def resolve_runner(ref: str) -> str:
     if not path.exists():
         raise ServerError(f"runner file {path} does not exist")
     return f"{path.resolve()}:{name}"
-
-
-def health_status(base_url: str, timeout: float = 2.0) -> str:
-    """The `status` field of /health-check ("" when nothing answers): READY, BUSY, STARTING, …"""
-    try:
-        with urllib.request.urlopen(f"{base_url}/health-check", timeout=timeout) as response:
-            return json.load(response).get("status", "")
-    except (urllib.error.URLError, OSError, ValueError):
-        return ""
 
 
 class CogServer:
@@ -144,7 +134,11 @@ class CogServer:
             return ""
 
     def health(self) -> str:
-        return health_status(self.url())
+        """The /health-check status over [::1] ("" when nothing answers): READY, BUSY, STARTING, …"""
+        try:
+            return probe.health("::1", self.port, timeout=2.0)
+        except (OSError, ValueError):
+            return ""
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until /health-check says READY; raise with the server log if it cannot."""

@@ -210,8 +210,8 @@ class MetaVoice(BaseRunner):
         from saladcog.tts.metavoice import MetaVoice as MetaVoiceEngine
 
         self.engine = MetaVoiceEngine.from_dirs(
-            os.environ.get("METAVOICE_MODEL_DIR", "/weights/metavoice-1B-v0.1"),
-            os.environ.get("METAVOICE_ENCODEC_DIR", "/weights/encodec_24khz"),
+            os.environ.get("METAVOICE_MODEL_DIR", weights.WEIGHTS_ROOT / "metavoice-1B-v0.1"),
+            os.environ.get("METAVOICE_ENCODEC_DIR", weights.WEIGHTS_ROOT / "encodec_24khz"),
         )
         # The default voice's embedding is computed once; a bad default file fails setup loudly.
         self.default_voice = self.engine.speaker_embedding(METAVOICE_DEFAULT_VOICE)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from saladcog import weights
 from saladcog.tts.converter import ToneColorConverter, load_converter, load_se
 from saladcog.tts.english import EnglishFrontend
 from saladcog.tts.g2p import CmuDict
@@ -130,7 +131,7 @@ class OpenVoice:
 def paths_from_env() -> dict[str, Path | None]:
     """Weight locations: `OPENVOICE_*` variables, else the directories the image bakes under
     `SALADCOG_WEIGHTS_ROOT` (default /weights)."""
-    root = Path(os.environ.get("SALADCOG_WEIGHTS_ROOT", "/weights"))
+    root = weights.WEIGHTS_ROOT
     paths = {
         "melo_dir": Path(os.environ.get("OPENVOICE_MELO_DIR", root / "melotts-english")),
         "openvoice_dir": Path(os.environ.get("OPENVOICE_DIR", root / "openvoice-v2")),

@@ -1,62 +1,132 @@
-"""Every cog.yaml validates against the schema the Cog CLI uses, and points at a real runner
-whose baked weights are where saladcog.weights looks for them."""
+"""Every image config, checked by Cog's own code: the config loader, the Dockerfile generator and
+the static schema generator (`cog-static`, or a real `cog` CLI), as `cog build -f <config>` runs
+them. The schema saladcog serves locally must be the one a built image bundles."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
+import image_harness
 from saladcog import weights
-from saladcog.schema import load_runner_module
+from saladcog.schema import load_runner_module, openapi_schema
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((REPO / "third_party" / "cog" / "config_schema_v1.0.json").read_text())
-CONFIGS = [REPO / "cog.yaml", *sorted((REPO / "models").glob("*.yaml"))]
+CONFIGS = ["cog.yaml", *sorted(p.name for p in REPO.glob("cog-*.yaml"))]
+WHISPER_CONFIGS = [c for c in CONFIGS if "whisper" in (REPO / c).read_text().lower()]
+TTS_CONFIGS = [c for c in CONFIGS if c not in WHISPER_CONFIGS]
+SERVED_COG = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if '"cog==' in line)
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def test_every_model_has_a_config():
-    assert {p.name for p in CONFIGS} >= {"cog.yaml", "distil-whisper.yaml"}
+def runner_of(config: str) -> str:
+    return yaml.safe_load((REPO / config).read_text())["run"]
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_config_validates_and_points_at_a_runner(path):
-    config = yaml.safe_load(path.read_text())
-    jsonschema.validate(config, SCHEMA)
-    build = config["build"]
-    assert build["gpu"] is True and build["cuda"].startswith("12.")
-    assert "socat" in build["system_packages"]  # the IPv6 entrypoint's relay mode
-    assert "PYTHONPATH=/src/src" in config["environment"]
-    file_name, _, class_name = config["predict"].partition(":")
-    module, name = load_runner_module(f"{REPO / file_name}:{class_name}")
-    assert hasattr(module, name)
-    for package in build["python_packages"]:
-        assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][A-Za-z0-9.+]*", package), package
+@pytest.fixture(scope="module")
+def cog_tool():
+    if image_harness.cog_tool():
+        return image_harness.cog_tool()
+    message = ("Cog's generator is not on PATH: put replicate/cog's `cog` CLI, or the project's "
+               "cog-static build (../shared/tools, which .ci/run adds to PATH), on PATH to run these")
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if "whisper" in p.read_text().lower()], ids=lambda p: p.name)
-def test_whisper_images_bake_the_weights_the_runner_loads(path):
-    config = yaml.safe_load(path.read_text())
-    commands = " ".join(step["command"] if isinstance(step, dict) else step for step in config["build"]["run"])
+@pytest.fixture(scope="module")
+def generated(cog_tool, tmp_path_factory):
+    return {c: image_harness.generate(c, tmp_path_factory.mktemp(c)) for c in CONFIGS}
+
+
+def test_every_model_has_an_image():
+    assert set(CONFIGS) == {"cog.yaml", "cog-whisper-turbo.yaml", "cog-distil-whisper.yaml",
+                            "cog-openvoice.yaml", "cog-metavoice.yaml"}
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_cog_generates_the_dockerfile_without_a_warning(generated, config):
+    result = generated[config]
+    assert result.warnings == []
+    dockerfile = result.dockerfile
+    assert f'ENV COG_PREDICT_TYPE_STUB="{runner_of(config)}"' in dockerfile
+    # The Cog SDK in the image is the one the tests serve with.
+    served = re.search(r"cog==[0-9.]+", SERVED_COG).group(0)
+    assert re.search(rf"uv pip install .*\b{re.escape(served)}\s*$", dockerfile, re.M), dockerfile
+    # `cog build -f X` copies X from the build context over cog.yaml: X must be there.
+    copied = re.findall(r"^RUN cp /src/(\S+) /src/cog.yaml$", dockerfile, re.M)
+    assert copied == ([] if config == "cog.yaml" else [config]) and (REPO / config).is_file()
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_no_offline_variable_is_in_force_while_the_weights_download(generated, config):
+    lines = generated[config].dockerfile.splitlines()
+    weights_step = next(i for i, line in enumerate(lines) if "snapshot_download" in line)
+    before = "\n".join(lines[:weights_step])
+    for variable in OFFLINE_VARIABLES:
+        assert variable not in before
+    assert "socat" in before  # ipv6_entrypoint.sh relay mode
+
+
+@pytest.mark.parametrize("config", WHISPER_CONFIGS)
+def test_whisper_images_carry_a_cuda_12_base_and_no_torch(generated, config):
+    build = yaml.safe_load((REPO / config).read_text())["build"]
+    assert build["gpu"] is True and build["cuda"] == "12.8" and "cudnn" not in build
+    assert generated[config].dockerfile.startswith("#syntax=docker/dockerfile:1.4\nFROM r8.im/cog-base:cuda12.8-python3.11\n")
+    requirements = (generated[config].context / "requirements.txt").read_text()
+    assert "torch" not in requirements and "ctranslate2==4.8.5" in requirements
+
+
+@pytest.mark.parametrize("config", TTS_CONFIGS)
+def test_tts_images_get_the_cuda_12_8_torch(generated, config):
+    """PyPI's torch builds of 2.10 and later need CUDA 13; Cog maps torch 2.11.0 + cuda 12.8 to
+    PyTorch's cu128 wheel index and its cu128 base image."""
+    requirements = (generated[config].context / "requirements.txt").read_text().splitlines()
+    assert requirements[0] == "--extra-index-url https://download.pytorch.org/whl/cu128/"
+    assert "torch==2.11.0" in requirements
+    assert "FROM r8.im/cog-base:cuda12.8-python3.11-torch2.11.0\n" in generated[config].dockerfile
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_served_schema_is_the_one_cog_bundles(cog_tool, config):
+    cog_schema, warnings = image_harness.cog_schema(config)
+    assert warnings == []
+    ours = openapi_schema(str(REPO / runner_of(config)))
+    # info.version is the version of the CLI that wrote the file; everything else must agree.
+    cog_schema["info"].pop("version")
+    ours["info"].pop("version")
+    assert ours == cog_schema, json.dumps(cog_schema["components"]["schemas"]["Input"], indent=1)
+
+
+def test_subtitle_choices_are_the_formats_the_runner_writes(cog_tool):
+    module, _ = load_runner_module(f"{REPO / 'predict.py'}:Whisper")
+    schema, _ = image_harness.cog_schema("cog.yaml")
+    assert schema["components"]["schemas"]["transcription"]["enum"] == list(module.SUBTITLE_FORMATS)
+
+
+@pytest.mark.parametrize("config", WHISPER_CONFIGS)
+def test_whisper_images_bake_the_weights_the_runner_loads(config):
+    text = yaml.safe_load((REPO / config).read_text())
+    commands = " ".join(step["command"] for step in text["build"]["run"])
     baked = re.findall(r"snapshot_download\('([^']+)', local_dir='/weights/([^']+)'\)", commands)
     assert baked, commands
-    _, _, class_name = config["predict"].partition(":")
-    module, _ = load_runner_module(f"{REPO / 'predict.py'}:{class_name}")
-    runner = getattr(module, class_name)
+    module, name = load_runner_module(str(REPO / text["run"]))
     for repo, directory in baked:
         assert weights.WHISPER_REPOS[directory] == repo
-        assert directory in runner.baked_models
+        assert directory in getattr(module, name).baked_models
 
 
 # What each image does not install: its runner must import (and give its schema) without them.
 ABSENT_FROM_IMAGE = {
     "Whisper": ("torch", "transformers", "tiktoken"),
+    "WhisperTurbo": ("torch", "transformers", "tiktoken"),
     "DistilWhisper": ("torch", "transformers", "tiktoken"),
     "MetaVoice": ("faster_whisper", "ctranslate2"),
     "OpenVoice": ("faster_whisper", "ctranslate2", "tiktoken"),
@@ -74,3 +144,27 @@ def test_runner_imports_with_only_its_images_packages(runner):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
                             env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_image_requirements_resolve_for_linux_x86_64(generated, config):
+    """Resolved from PyPI for the image's platform (x86_64 manylinux, CPython 3.11) by uv, the
+    resolver Cog's Dockerfile carries. PyTorch's cu128 index is not reachable here, so torch is
+    left out of the TTS resolutions (its line and index are checked above): nothing else may
+    bring in a torch or a CUDA 13 library."""
+    requirements = [line for line in (generated[config].context / "requirements.txt").read_text().splitlines()
+                    if not line.startswith("--extra-index-url") and not line.startswith("torch==")]
+    source = generated[config].context / "resolvable.txt"
+    source.write_text("\n".join(requirements) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--native-tls", "--no-header",
+         "--python-platform", "x86_64-manylinux_2_28", "--python-version", "3.11", str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pinned = [line.split("==")[0].lower() for line in result.stdout.splitlines() if "==" in line and not line.startswith(" ")]
+    for requirement in requirements:
+        if "==" in requirement:
+            assert requirement.split("==")[0].lower().replace("_", "-") in [p.replace("_", "-") for p in pinned]
+    assert "torch" not in pinned
+    assert not [p for p in pinned if p.startswith("nvidia-") and ("cu13" in p or not p.endswith("-cu12"))], pinned

@@ -80,6 +80,8 @@ def _input_schema(info) -> tuple[dict[str, Any], dict[str, Any]]:
         if field.default is not None:
             prop["default"] = field.type.json_encode(field.default)
         if nullable:
+            # The CLI writes an optional input's empty default out as null.
+            prop["default"] = prop.get("default")
             prop["nullable"] = True
         for key, value in (
             ("description", field.description),

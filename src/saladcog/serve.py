@@ -27,6 +27,7 @@ REPO_ROOT = Path(saladcog.__file__).resolve().parents[2]
 # `saladcog serve NAME` and the images: which runner class each model uses.
 RUNNERS = {
     "whisper": "predict.py:Whisper",
+    "whisper-turbo": "predict.py:WhisperTurbo",
     "whisper-stream": "predict.py:WhisperStream",
     "distil-whisper": "predict.py:DistilWhisper",
     "openvoice": "predict.py:OpenVoice",

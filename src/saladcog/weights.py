@@ -13,13 +13,23 @@ from pathlib import Path
 
 WEIGHTS_ROOT = Path(os.environ.get("SALADCOG_WEIGHTS_ROOT", "/weights"))
 
-# The Hugging Face repositories that cog.yaml and models/*.yaml bake into /weights/<name>
+# The Hugging Face repositories that cog.yaml and cog-*.yaml bake into /weights/<name>
 # (CTranslate2 conversions for faster-whisper).
 WHISPER_REPOS = {
     "whisper-large-v3": "Systran/faster-whisper-large-v3",
+    "whisper-large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
     "distil-whisper-large-v3": "Systran/faster-distil-whisper-large-v3",
     "distil-whisper-large-v2": "Systran/faster-distil-whisper-large-v2",
 }
+
+
+def stay_offline() -> None:
+    """Runners use baked weights only: no Hugging Face Hub call at run time (a Salad node may have
+    no route to it). Called in setup() before any Hub library is imported, because huggingface_hub
+    reads these once at import. Not set in the image's `environment:`, which would also be in
+    force during the build step that downloads the weights."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 class WeightsError(RuntimeError):

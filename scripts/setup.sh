@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 need_apt=""
 command -v socat >/dev/null 2>&1 || need_apt="$need_apt socat"
 command -v ffmpeg >/dev/null 2>&1 || need_apt="$need_apt ffmpeg"
+# The image tests build Cog's Dockerfile with podman on stand-in base images (tests/image_harness.py).
+for tool in podman buildah mmdebstrap; do
+    command -v "$tool" >/dev/null 2>&1 || need_apt="$need_apt $tool"
+done
 if [ -n "$need_apt" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing$need_apt" >&2

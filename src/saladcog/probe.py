@@ -21,8 +21,9 @@ import sys
 import time
 
 PASSING = {"readiness": ("READY",), "liveness": ("READY", "BUSY")}
-# A /health-check answer is ~100 bytes; anything much larger is not a Cog server.
-MAX_ANSWER_BYTES = 64 * 1024
+# coglet's /health-check carries the setup logs (a model download's progress can be long):
+# room for those, and still bounded.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 def fetch(host, port, path, timeout):

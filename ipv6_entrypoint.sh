@@ -63,7 +63,7 @@ fi
 
 grace=${COG_SHUTDOWN_TIMEOUT-8}
 case $grace in
-    '' | *[!0-9]* | ?????*) die "COG_SHUTDOWN_TIMEOUT must be whole seconds 0-9999, got '$grace'; refusing to start" ;;
+    '' | *[!0-9]* | 0?* | ?????*) die "COG_SHUTDOWN_TIMEOUT must be whole seconds 0-9999, got '$grace'; refusing to start" ;;
 esac
 
 if [ -n "${COG_PYTHON-}" ]; then
@@ -226,7 +226,8 @@ server_gone_within() {
 
 # SIGKILL for a process and everything under it, children first. A Cog server's worker is its
 # child and outlives it, so killing the server alone would leave the worker running. STOP first,
-# so that nothing in the tree starts anything new meanwhile.
+# so that nothing in the tree starts anything new meanwhile. (A kernel without /proc/*/children
+# gets the server killed alone; as PID 1, this script's exit then ends the rest.)
 kill_tree() {
     kill -STOP "$1" 2>/dev/null || return 0
     children=$(cat /proc/"$1"/task/*/children 2>/dev/null || true)

@@ -201,3 +201,7 @@ def test_async_predict_leaves_the_temporary_folder_as_it_was(echo_server, tmp_pa
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "later"
     assert files_under(temp) == []
+    refused = cli("predict", "--url", echo_server.url(), "--async", "--resend-after", "-1", "-i", "text=x",
+                  env={"TMPDIR": str(temp)})
+    assert refused.returncode == 2 and "--resend-after must be 0 (never) or a positive number" in refused.stderr
+    assert files_under(temp) == []

@@ -162,6 +162,7 @@ def test_arguments_pass_through_and_the_cog_cmd_is_dropped(cog_version, tmp_path
         ("COG_INTERNAL_PORT", "1 && touch {pwned}", "COG_INTERNAL_PORT must be a TCP port number"),
         ("COG_PYTHON", "python; touch {pwned}", "COG_PYTHON must be an absolute path"),
         ("COG_SHUTDOWN_TIMEOUT", "5s; touch {pwned}", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),
+        ("COG_SHUTDOWN_TIMEOUT", "08", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),  # octal in $((...))
     ],
 )
 def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, tmp_path):

@@ -406,6 +406,8 @@ class Client:
         starts nothing; a server that no longer knows it (restarted, or a new instance) runs it
         again under the same id. The receiver keeps the first completed event of an id, so the
         caller gets one result. None: never resend."""
+        if resend_after is not None and not resend_after > 0:
+            raise ClientError(f"resend_after must be a positive number of seconds or None, got {resend_after}")
         body = _async_request(inputs, webhook, events, prediction_id or uuid.uuid4().hex)
         prediction_id = self._submit(body)
         deadline = time.monotonic() + timeout

@@ -95,6 +95,12 @@ def webhook_receiver(args: argparse.Namespace):
         yield (args.webhook_url or rx.url), rx.store
 
 
+def _resend_after(args: argparse.Namespace) -> float | None:
+    if args.resend_after < 0:
+        raise ClientError(f"--resend-after must be 0 (never) or a positive number of seconds, got {args.resend_after:g}")
+    return args.resend_after or None
+
+
 def _audio_seconds(inputs: dict[str, Any]) -> tuple[float, int]:
     """Seconds and bytes of the local media files among the inputs (URLs count as 0)."""
     seconds = size = 0
@@ -147,7 +153,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"async: {seconds:.0f} s of audio; waiting for the webhook at {url}", file=sys.stderr)
                 prediction = client.predict_async(
                     inputs, webhook=url, store=store, timeout=args.timeout, prediction_id=args.id,
-                    resend_after=args.resend_after or None,
+                    resend_after=_resend_after(args),
                 )
         _print_output(prediction.output, args.output)
     return 0
@@ -171,7 +177,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             in_flight=args.jobs,
             rule=SyncRule(real_time_factor=args.rtf),
             webhooks=Webhooks(*hooks) if hooks else None,
-            resend_after=args.resend_after or None,
+            resend_after=_resend_after(args),
         )
         summary = batch.run(items, progress=not args.quiet)
     print(

@@ -281,9 +281,11 @@ else
     say "socat not installed: 127.0.0.1:$port will not answer (uvicorn on :: is IPv6-only)"
 fi
 
-# Every 0.5 s: the server and relays still run. Every 2 s: the server is not UNHEALTHY or
-# DEFUNCT (a worker that died mid-prediction leaves the server up but useless for good).
+# Every 0.5 s: the server and relays still run. Every 2 s: the server's health. A worker that
+# died mid-prediction leaves the server up but UNHEALTHY (or DEFUNCT) for good; three such
+# answers in a row, so that one failed run of a model's own healthcheck() does not end it.
 tick=0
+sick=0
 while [ -z "$stopping" ] && alive "$server"; do
     for pid in $relays; do
         if ! alive "$pid"; then
@@ -300,13 +302,15 @@ while [ -z "$stopping" ] && alive "$server"; do
     if [ $((tick % 4)) -eq 0 ]; then
         state=$("$python" -c "$health_py" "$health_host" "$server_port" 2>/dev/null || true)
         case $state in
-            UNHEALTHY | DEFUNCT)
-                say "the Cog server reports $state (its worker died); stopping so that the platform replaces this instance"
-                unhealthy=$state
-                stopping=TERM
-                kill -TERM "$server" 2>/dev/null || true
-                ;;
+            UNHEALTHY | DEFUNCT) sick=$((sick + 1)) ;;
+            *) sick=0 ;;
         esac
+        if [ "$sick" -ge 3 ]; then
+            say "the Cog server reports $state (its worker died); stopping so that the platform replaces this instance"
+            unhealthy=$state
+            stopping=TERM
+            kill -TERM "$server" 2>/dev/null || true
+        fi
     fi
     [ -n "$stopping" ] || pause 0.5
 done

@@ -250,7 +250,7 @@ def test_a_worker_killed_mid_prediction_ends_the_entrypoint_nonzero(cog_version,
             os.kill(pid, signal.SIGKILL)
         code, seconds = wait_gone(e, timeout=20)
         assert code == (70 if "UNHEALTHY" in message else 1), e.log()
-        assert seconds < 8.0, f"took {seconds:.2f} s"
+        assert seconds < 10.0, f"took {seconds:.2f} s"  # three health checks 2 s apart, then the stop
         assert message in e.log()
         assert wait_session_empty(e) == []
 

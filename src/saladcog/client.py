@@ -428,7 +428,10 @@ class Client:
         """One try of an async PUT again, no retries: whatever goes wrong, the next try comes
         `resend_after` seconds later (a server down now may be back by then)."""
         try:
-            response = self.http.put(f"/predictions/{body['id']}", json=body, headers={"Prefer": "respond-async"})
+            # An async PUT is answered at once; a server that is stopping may accept and never answer.
+            response = self.http.put(
+                f"/predictions/{body['id']}", json=body, headers={"Prefer": "respond-async"}, timeout=10.0
+            )
         except httpx.TransportError:
             self.retried["resend: no answer"] += 1
             return

@@ -11,11 +11,16 @@
 #   PORT               public port (default 5000)
 #   COG_INTERNAL_PORT  relay mode: the server's loopback port (default PORT+1)
 #   COG_PYTHON         absolute path of the image's Python (default: found as Cog lays it out)
+#   COG_SHUTDOWN_TIMEOUT  seconds the server gets to stop after SIGTERM/SIGINT (default 8)
 #
 # Arguments are passed to `python -m cog.server.http` (a leading "python -m cog.server.http",
-# the Cog images' CMD, is dropped). SIGTERM and SIGINT go to the server; when the server or a
-# relay ends on its own, the others are stopped and the script exits non-zero so that the
-# platform reschedules the instance. Environment values are validated, never evaluated.
+# the Cog images' CMD, is dropped). The script stays the server's parent: SIGTERM and SIGINT go
+# to the server, which gets COG_SHUTDOWN_TIMEOUT seconds to finish (Cog servers wait for an open
+# sync request with no deadline); then it and its worker are killed and the exit is non-zero.
+# When the server or a relay ends on its own, or the server reports UNHEALTHY or DEFUNCT (its
+# worker died), the rest is stopped and the script exits non-zero so that the platform replaces
+# the instance. As PID 1 it also reaps orphaned processes. Environment values are validated,
+# never evaluated.
 set -eu
 
 me=ipv6_entrypoint
@@ -55,6 +60,11 @@ else
     internal=$((port - 1))
 fi
 [ "$internal" != "$port" ] || die "COG_INTERNAL_PORT must differ from PORT ($port); refusing to start"
+
+grace=${COG_SHUTDOWN_TIMEOUT-8}
+case $grace in
+    '' | *[!0-9]* | 0?* | ?????*) die "COG_SHUTDOWN_TIMEOUT must be whole seconds 0-9999, got '$grace'; refusing to start" ;;
+esac
 
 if [ -n "${COG_PYTHON-}" ]; then
     case $COG_PYTHON in
@@ -167,16 +177,22 @@ else
 fi
 say "cog $version ($generation), mode $mode, port $port, python $python"
 
-# coglet on [::] is dual-stack and needs nobody else: become the server.
-if [ "$mode" = bind ] && [ "$generation" = coglet ]; then
-    PORT=$port
-    export PORT
-    exec "$python" "$@"
-fi
+# The server's own health: prints the status from /health-check, nothing if it cannot tell.
+health_py='
+import http.client, json, sys
+try:
+    conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=2)
+    conn.request("GET", "/health-check")
+    print(json.loads(conn.getresponse().read()).get("status", ""))
+except Exception:
+    pass
+'
+if [ "$mode" = relay ]; then health_host=$host4; else health_host=::1; fi
 
 server=""
 relays=""
 stopping=""
+unhealthy=""
 
 # shellcheck disable=SC2329 # invoked by the traps below
 on_signal() {
@@ -187,18 +203,8 @@ on_signal() {
 trap 'on_signal TERM' TERM
 trap 'on_signal INT' INT
 
-# Ends the script when the server stops: on request with its status, otherwise non-zero.
-finish() {
-    status=0
-    wait "$server" || status=$?
-    for pid in $relays; do kill -TERM "$pid" 2>/dev/null || true; done
-    if [ -n "$stopping" ]; then exit "$status"; fi
-    say "the Cog server exited (status $status); stopping"
-    [ "$status" -ne 0 ] || status=1
-    exit "$status"
-}
-
-# Interruptible pause: `wait` returns at once when a trapped signal arrives.
+# Interruptible pause: `wait` returns at once when a trapped signal arrives. Every wait also
+# reaps whichever child has ended, orphans that PID 1 inherits included.
 pause() {
     sleep "$1" &
     wait "$!" || true
@@ -206,6 +212,47 @@ pause() {
 
 alive() {
     kill -0 "$1" 2>/dev/null
+}
+
+# Waits up to $1 seconds for the server to exit; fails if it is still running then.
+server_gone_within() {
+    ticks=$(($1 * 5))
+    while alive "$server"; do
+        [ "$ticks" -gt 0 ] || return 1
+        ticks=$((ticks - 1))
+        pause 0.2
+    done
+}
+
+# SIGKILL for a process and everything under it, children first. A Cog server's worker is its
+# child and outlives it, so killing the server alone would leave the worker running. STOP first,
+# so that nothing in the tree starts anything new meanwhile. (A kernel without /proc/*/children
+# gets the server killed alone; as PID 1, this script's exit then ends the rest.)
+kill_tree() {
+    kill -STOP "$1" 2>/dev/null || return 0
+    children=$(cat /proc/"$1"/task/*/children 2>/dev/null || true)
+    for child in $children; do kill_tree "$child"; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+# Ends the script once the server is to stop: on a signal with the server's status if it
+# stopped within COG_SHUTDOWN_TIMEOUT, otherwise (killed, unhealthy, died on its own) non-zero.
+finish() {
+    status=0
+    if [ -n "$stopping" ] && ! server_gone_within "$grace"; then
+        say "the Cog server is still running $grace s after SIG$stopping (COG_SHUTDOWN_TIMEOUT); killing it and its worker"
+        kill_tree "$server"
+    fi
+    wait "$server" || status=$?
+    for pid in $relays; do kill -TERM "$pid" 2>/dev/null || true; done
+    if [ -n "$unhealthy" ]; then
+        exit 70
+    elif [ -n "$stopping" ]; then
+        exit "$status"
+    fi
+    say "the Cog server exited (status $status); stopping"
+    [ "$status" -ne 0 ] || status=1
+    exit "$status"
 }
 
 PORT=$server_port "$python" "$@" &
@@ -217,6 +264,8 @@ if [ "$mode" = relay ]; then
     socat -b 262144 "TCP6-LISTEN:$port,ipv6only=0,reuseaddr,fork,nodelay" \
         "TCP4:127.0.0.1:$internal,nodelay" &
     relays=$!
+elif [ "$generation" = coglet ]; then
+    : # coglet on [::] is dual-stack: no relay needed
 elif [ -n "$have_socat" ]; then
     # uvicorn on :: is IPv6-only. Once it listens (cog <= 0.9.9 refuses to start when
     # 127.0.0.1:$PORT is taken), relay 127.0.0.1:$PORT to [::1] for clients in the container.
@@ -232,6 +281,11 @@ else
     say "socat not installed: 127.0.0.1:$port will not answer (uvicorn on :: is IPv6-only)"
 fi
 
+# Every 0.5 s: the server and relays still run. Every 2 s: the server's health. A worker that
+# died mid-prediction leaves the server up but UNHEALTHY (or DEFUNCT) for good; three such
+# answers in a row, so that one failed run of a model's own healthcheck() does not end it.
+tick=0
+sick=0
 while [ -z "$stopping" ] && alive "$server"; do
     for pid in $relays; do
         if ! alive "$pid"; then
@@ -239,12 +293,25 @@ while [ -z "$stopping" ] && alive "$server"; do
             say "the relay exited; stopping the Cog server"
             relays=""
             kill -TERM "$server" 2>/dev/null || true
-            for _ in 1 2 3 4 5; do alive "$server" && pause 0.2; done
-            kill -KILL "$server" 2>/dev/null || true
+            server_gone_within 1 || kill_tree "$server"
             wait "$server" || true
             exit 1
         fi
     done
-    pause 0.5
+    tick=$((tick + 1))
+    if [ $((tick % 4)) -eq 0 ]; then
+        state=$("$python" -c "$health_py" "$health_host" "$server_port" 2>/dev/null || true)
+        case $state in
+            UNHEALTHY | DEFUNCT) sick=$((sick + 1)) ;;
+            *) sick=0 ;;
+        esac
+        if [ "$sick" -ge 3 ]; then
+            say "the Cog server reports $state (its worker died); stopping so that the platform replaces this instance"
+            unhealthy=$state
+            stopping=TERM
+            kill -TERM "$server" 2>/dev/null || true
+        fi
+    fi
+    [ -n "$stopping" ] || pause 0.5
 done
 finish

@@ -78,11 +78,15 @@ def predict(host: str, port: int, text: str, seconds: float = 0.0) -> dict:
 
 
 def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        return [int(p) for p in path.read_text().split()]
-    except FileNotFoundError:
-        return []
+    """Child processes of `pid`, whichever of its threads started them (coglet's worker comes
+    from a runtime thread, not the main one)."""
+    found = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(p) for p in path.read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 def cmdline(pid: int) -> list[str]:
@@ -110,7 +114,9 @@ def session_processes(sid: int) -> list[int]:
 class Entrypoint:
     """ipv6_entrypoint.sh with the echo predictor; `with Entrypoint(...) as e:` stops everything."""
 
-    def __init__(self, cog_version: str, mode: str, tmp: Path, env: dict | None = None, args=(), path_bin=None):
+    def __init__(self, cog_version: str, mode: str, tmp: Path, env: dict | None = None, args=(), path_bin=None,
+                 launcher=()):
+        """`launcher`: a command the entrypoint runs under (e.g. unshare, to make it PID 1)."""
         self.cog_version = cog_version
         self.port = free_port()
         self.workdir = tmp / f"src-{cog_version}-{mode}-{self.port}"
@@ -127,12 +133,13 @@ class Entrypoint:
             **(env or {}),
         }
         self.args = list(args)
+        self.launcher = list(launcher)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Entrypoint":
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            ["/bin/sh", str(ENTRYPOINT), *self.args],
+            [*self.launcher, "/bin/sh", str(ENTRYPOINT), *self.args],
             cwd=self.workdir,
             env=self.env,
             stdout=self._log,

@@ -3,10 +3,12 @@ from scripts/setup.sh), real socat, real HTTP over [::1] and 127.0.0.1."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +18,12 @@ from tests.entrypoint_harness import (
     COG_VERSIONS,
     ECHO,
     Entrypoint,
+    children,
+    cmdline,
     free_port,
     health,
     predict,
+    request,
     session_processes,
     venv_bin,
 )
@@ -118,6 +123,7 @@ def wait_gone(e: Entrypoint, timeout: float) -> tuple[int, float]:
     "cog_version, mode, victim",
     [
         ("0.23.1", "relay", "cog.server.http"),  # the server
+        ("0.23.1", "bind", "cog.server.http"),  # coglet bound to [::] itself
         ("0.23.1", "relay", "socat"),  # the IPv6 relay
         ("0.9.9", "bind", "legacy"),  # the patched legacy server (python -c)
         ("0.16.12", "bind", "socat"),  # the 127.0.0.1 leg of a uvicorn bind
@@ -133,15 +139,6 @@ def test_death_of_server_or_relay_ends_entrypoint_nonzero_within_2s(cog_version,
         assert code != 0
         assert seconds < 2.0, f"took {seconds:.2f} s"
         assert health("::1", e.port) is None
-
-
-def test_coglet_bind_execs_the_server_so_killing_it_ends_the_container(tmp_path):
-    with Entrypoint("0.23.1", "bind", tmp_path) as e:
-        e.wait_health("READY", host="::1")
-        # exec: the entrypoint's pid now is the server itself.
-        assert "cog.server.http" in " ".join(Path(f"/proc/{e.process.pid}/cmdline").read_bytes().decode().split("\0"))
-        os.kill(e.process.pid, signal.SIGKILL)
-        assert wait_gone(e, timeout=10)[0] != 0
 
 
 @pytest.mark.parametrize("cog_version", ["0.9.9", "0.23.1"])
@@ -164,6 +161,8 @@ def test_arguments_pass_through_and_the_cog_cmd_is_dropped(cog_version, tmp_path
         ("COG_IPV6_MODE", "bind`touch {pwned}`", "COG_IPV6_MODE must be auto, bind or relay"),
         ("COG_INTERNAL_PORT", "1 && touch {pwned}", "COG_INTERNAL_PORT must be a TCP port number"),
         ("COG_PYTHON", "python; touch {pwned}", "COG_PYTHON must be an absolute path"),
+        ("COG_SHUTDOWN_TIMEOUT", "5s; touch {pwned}", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),
+        ("COG_SHUTDOWN_TIMEOUT", "08", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),  # octal in $((...))
     ],
 )
 def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, tmp_path):
@@ -176,3 +175,119 @@ def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, t
         assert message in e.log() and "refusing to start" in e.log()
     assert not pwned.exists()
     assert not marker.exists()
+
+
+def busy_with_a_sync_prediction(e: Entrypoint, seconds: float) -> threading.Thread:
+    """A sync prediction of `seconds` in flight on a thread; returns once the server is BUSY."""
+
+    def hold():
+        try:
+            request("::1", e.port, "POST", "/predictions", {"input": {"text": "held", "seconds": seconds}}, timeout=60)
+        except (OSError, ValueError, http.client.HTTPException):
+            pass  # the server went away under it (no answer, or an empty one): what the test is about
+
+    caller = threading.Thread(target=hold, daemon=True)
+    caller.start()
+    if e.cog_version == "0.9.9":
+        time.sleep(1.0)  # cog 0.9.9 says READY while it predicts
+    else:
+        e.wait_health("BUSY", timeout=10)
+    return caller
+
+
+def wait_session_empty(e: Entrypoint, timeout: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while session_processes(e.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return session_processes(e.process.pid)
+
+
+@pytest.mark.parametrize("cog_version, mode", [("0.23.1", "bind"), ("0.23.1", "relay"), ("0.9.9", "bind")])
+def test_sigterm_during_a_sync_prediction_ends_everything_by_the_deadline(cog_version, mode, tmp_path):
+    """Cog servers wait for an open sync request with no deadline: the entrypoint gives them
+    COG_SHUTDOWN_TIMEOUT seconds, then kills the server and its worker and exits non-zero."""
+    with Entrypoint(cog_version, mode, tmp_path, env={"COG_SHUTDOWN_TIMEOUT": "2"}) as e:
+        e.wait_health("READY")
+        caller = busy_with_a_sync_prediction(e, seconds=30)
+        e.process.send_signal(signal.SIGTERM)
+        code, seconds = wait_gone(e, timeout=15)
+        assert code == 137, e.log()  # the server's status: killed
+        assert 1.8 < seconds < 4.0, f"took {seconds:.2f} s"
+        assert "still running 2 s after SIGTERM (COG_SHUTDOWN_TIMEOUT)" in e.log()
+        assert wait_session_empty(e) == []  # the worker too, though it was mid-prediction
+        caller.join(timeout=5)
+        assert not caller.is_alive()
+
+
+def test_a_prediction_that_ends_within_the_deadline_stops_cleanly(tmp_path):
+    with Entrypoint("0.23.1", "bind", tmp_path, env={"COG_SHUTDOWN_TIMEOUT": "10"}) as e:
+        e.wait_health("READY")
+        busy_with_a_sync_prediction(e, seconds=1.5)
+        e.process.send_signal(signal.SIGTERM)
+        code, seconds = wait_gone(e, timeout=15)
+        assert code == 0 and seconds < 5.0, (code, seconds, e.log())
+        assert wait_session_empty(e) == []
+
+
+@pytest.mark.parametrize(
+    "cog_version, mode, message",
+    [
+        ("0.23.1", "bind", "the Cog server reports UNHEALTHY (its worker died); stopping so that the platform"),
+        ("0.23.1", "relay", "the Cog server reports UNHEALTHY (its worker died); stopping so that the platform"),
+        ("0.16.12", "bind", "the Cog server exited"),  # this generation exits by itself
+    ],
+)
+def test_a_worker_killed_mid_prediction_ends_the_entrypoint_nonzero(cog_version, mode, message, tmp_path):
+    """coglet stays up but reports UNHEALTHY for good: the entrypoint leaves by itself so that
+    the platform replaces the instance, instead of waiting for a probe to notice."""
+    with Entrypoint(cog_version, mode, tmp_path) as e:
+        e.wait_health("READY")
+        busy_with_a_sync_prediction(e, seconds=30)
+        server = e.find_child("cog.server.http") if cog_version != "0.9.9" else e.find_child("runpy")
+        workers = children(server)
+        assert workers, "the server's worker process"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        code, seconds = wait_gone(e, timeout=20)
+        assert code == (70 if "UNHEALTHY" in message else 1), e.log()
+        assert seconds < 10.0, f"took {seconds:.2f} s"  # three health checks 2 s apart, then the stop
+        assert message in e.log()
+        assert wait_session_empty(e) == []
+
+
+def zombies_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"),
+                    reason="needs root, unshare and nsenter to make the entrypoint PID 1")
+def test_as_pid_1_without_an_init_orphans_are_reaped(tmp_path):
+    """A container started without tini: the entrypoint is PID 1, and every orphan in the
+    container becomes its child. It must reap them, or they stay zombies for good."""
+    with Entrypoint("0.23.1", "bind", tmp_path, launcher=["unshare", "--pid", "--fork", "--mount-proc"]) as e:
+        e.wait_health("READY")
+        init = children(e.process.pid)[0]  # unshare's child: PID 1 inside the namespace
+        nspid = next(line for line in Path(f"/proc/{init}/status").read_text().splitlines() if line.startswith("NSpid:"))
+        assert nspid.split()[-1] == "1"  # its pid inside the container
+        assert "ipv6_entrypoint.sh" in " ".join(cmdline(init))
+        # Five orphans inside the container: each shell starts a short sleep and exits at once.
+        for _ in range(5):
+            subprocess.run(["nsenter", "--target", str(init), "--pid", "--mount", "sh", "-c", "sleep 0.3 &"],
+                           check=True, timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if not zombies_of(init):
+                break
+        time.sleep(1.0)  # the sleeps have ended by now
+        assert zombies_of(init) == []
+        assert predict("::1", e.port, "still serving")["output"] == "still serving"

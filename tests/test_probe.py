@@ -111,3 +111,53 @@ def test_unmodified_image_command_and_inline_probe(tmp_path):
     finally:
         process.terminate()
         assert process.wait(timeout=15) == 0
+
+
+def test_a_trickled_answer_fails_within_the_one_deadline():
+    """A server that sends its answer a byte every 0.3 s (each read within the timeout, the whole
+    answer in ~20 s) fails a 2 s probe after ~2 s, not after the answer is done."""
+    answer = b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"status": "READY"}'
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    listener.bind(("::1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def trickle():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(4096)
+                for byte in answer:
+                    if stop.wait(0.3):
+                        break
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        probe = [str(venv_bin("0.23.1") / "python"), str(PROBE)]
+        started = time.monotonic()
+        code, err = run_probe([*probe, "--timeout", "2"], listener.getsockname()[1])
+        took = time.monotonic() - started
+        assert code == 1 and "cannot read" in err and "within 2 s" in err, err
+        assert took < 4.0, f"the probe took {took:.1f} s"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_bad_port_is_a_message_not_a_traceback():
+    probe = [str(venv_bin("0.23.1") / "python"), str(PROBE)]
+    for env_port, args, named in (("http", [], "PORT"), ("5000", ["--port", "99999"], "--port")):
+        done = subprocess.run([*probe, *args], capture_output=True, text=True, timeout=10, env={"PORT": env_port})
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr
+        assert f"{named} must be a TCP port number 1-65535" in done.stderr, done.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from saladcog import audio
-from saladcog.client import Client, ClientError, SyncRule
+from saladcog.client import RESEND_AFTER_SECONDS, Client, ClientError, SyncRule
 
 MEDIA_SUFFIXES = frozenset(
     ".wav .mp3 .flac .ogg .opus .m4a .aac .wma .webm .mp4 .mkv .mov .avi".split()
@@ -61,10 +62,32 @@ def list_inputs(source: Path) -> list[Item]:
     raise ClientError(f"{source} is neither a folder nor a file listing URLs")
 
 
+# Longest file name written (NAME_MAX is 255 bytes; _write_atomic adds ~35 for its temporary name).
+MAX_NAME_BYTES = 200
+
+
+def _safe_segment(segment: str, suffix: str = "") -> str:
+    """`segment` + `suffix` as one file name inside its folder: never empty, `.`, `..` or too long.
+    Escaped with `%` (a literal `%` becomes `%25`), so distinct segments keep distinct names."""
+    segment = segment.replace("%", "%25").replace("\\", "%5C").replace("\0", "%00")
+    if segment + suffix in ("", ".", ".."):
+        segment = segment.replace(".", "%2E") or "%"
+    if len((segment + suffix).encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(segment.encode()).hexdigest()[:16]
+        keep = MAX_NAME_BYTES - len(suffix.encode()) - len(digest) - 1
+        segment = segment.encode()[:keep].decode(errors="ignore") + "~" + digest
+    return segment + suffix
+
+
 def result_path(out_dir: Path, key: str) -> Path:
-    if "://" in key:  # a URL: keep its host and path, readable and unique
+    """Where the result of input `key` goes: always a file under `out_dir`, whatever the key.
+
+    A URL keeps its host and path (`http://h/a/b.wav` → `h/a/b.wav.json`); every segment is made
+    safe, so `..`, an empty host (`http:///abs`) or an absolute path cannot leave `out_dir`."""
+    if "://" in key:
         key = key.split("://", 1)[1].replace("?", "_").replace("&", "_")
-    return out_dir / f"{key}.json"
+    *folders, name = key.split("/")
+    return out_dir.joinpath(*(_safe_segment(f) for f in folders), _safe_segment(name, ".json"))
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -130,6 +153,7 @@ class Batch:
         rule: SyncRule = SyncRule(),
         webhooks: Webhooks | None = None,
         async_timeout: float = 3600.0,
+        resend_after: float | None = RESEND_AFTER_SECONDS,
     ):
         self.client = client
         self.out_dir = out_dir
@@ -139,6 +163,7 @@ class Batch:
         self.rule = rule
         self.webhooks = webhooks
         self.async_timeout = async_timeout
+        self.resend_after = resend_after
         self.manifest = out_dir / "manifest.jsonl"
         self._manifest_lock = threading.Lock()
 
@@ -172,6 +197,7 @@ class Batch:
                     events=("completed",),
                     timeout=self.async_timeout,
                     prediction_id=prediction_id,
+                    resend_after=self.resend_after,
                 )
             else:
                 raise ClientError(
@@ -182,7 +208,11 @@ class Batch:
         except (ClientError, audio.AudioError) as e:
             return {**entry, "status": "failed", "error": str(e), "seconds": round(time.monotonic() - started, 3)}
         path = result_path(self.out_dir, item.key)
-        _write_atomic(path, json.dumps({"input": item.key, "id": prediction.id, "output": prediction.output}, indent=1))
+        try:
+            _write_atomic(path, json.dumps({"input": item.key, "id": prediction.id, "output": prediction.output}, indent=1))
+        except OSError as e:  # a full disk, or a name another input's folder already holds
+            error = f"cannot write the result to {path}: {e.strerror or e}"
+            return {**entry, "status": "failed", "error": error, "seconds": round(time.monotonic() - started, 3)}
         return {
             **entry,
             "status": "succeeded",

@@ -39,6 +39,8 @@ NOT_RUN = frozenset({409, 429, 503})
 # The request may have reached the server before the answer was lost.
 MAYBE_RAN = frozenset({502, 504, 524})
 EVENTS = ("start", "output", "logs", "completed")
+# predict_async: resend an async PUT after this long without its completed webhook.
+RESEND_AFTER_SECONDS = 30.0
 
 
 class ClientError(RuntimeError):
@@ -120,6 +122,18 @@ class SyncRule:
 
     def fits(self, audio_seconds: float, upload_bytes: int = 0) -> bool:
         return self.estimate(audio_seconds, upload_bytes) <= self.budget
+
+
+def _async_request(inputs: dict[str, Any], webhook: str, events: tuple[str, ...], prediction_id: str) -> dict:
+    unknown = set(events) - set(EVENTS)
+    if unknown:
+        raise ClientError(f"unknown webhook events {sorted(unknown)}: choose from {', '.join(EVENTS)}")
+    return {
+        "id": prediction_id,
+        "input": encode_inputs(inputs),
+        "webhook": webhook,
+        "webhook_events_filter": list(events),
+    }
 
 
 def data_uri(path: Path) -> str:
@@ -219,7 +233,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return response.text[:500]
     if isinstance(body, dict) and isinstance(body.get("detail"), list):  # 422 from input validation
         return "; ".join(
@@ -228,6 +242,26 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])
     return response.text[:500]
+
+
+def _json_object(response: httpx.Response, what: str) -> dict:
+    """The answer's JSON object, or a ClientError that says what came back instead (an HTML page
+    from a proxy, a JSON list, …): a Cog server answers every request with a JSON object."""
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the parser's depth
+        snippet = " ".join(response.text[:80].split())
+        raise ClientError(
+            f"{what}: {response.request.url} answered HTTP {response.status_code} with {kind} that is not JSON"
+            f" ({snippet!r}): is this a Cog server?"
+        ) from None
+    if not isinstance(body, dict):
+        raise ClientError(
+            f"{what}: {response.request.url} answered HTTP {response.status_code} with a JSON"
+            f" {type(body).__name__}, not the object a Cog server sends: is this a Cog server?"
+        )
+    return body
 
 
 class Client:
@@ -314,7 +348,7 @@ class Client:
             raise ClientError(f"{what}: invalid input: {_error_text(response)}")
         if response.status_code >= 400:
             raise ClientError(f"{what}: HTTP {response.status_code}: {_error_text(response)}")
-        return response.json()
+        return _json_object(response, what)
 
     def schema(self) -> dict:
         """The server's OpenAPI document (input names, types, bounds)."""
@@ -343,24 +377,14 @@ class Client:
     ) -> str:
         """Start an async prediction (`Prefer: respond-async`); its state goes to `webhook`.
         Returns the prediction id. Only the `completed` webhook is retried by Cog."""
-        unknown = set(events) - set(EVENTS)
-        if unknown:
-            raise ClientError(f"unknown webhook events {sorted(unknown)}: choose from {', '.join(EVENTS)}")
-        prediction_id = prediction_id or uuid.uuid4().hex
+        return self._submit(_async_request(inputs, webhook, events, prediction_id or uuid.uuid4().hex))
+
+    def _submit(self, body: dict) -> str:
         response = self._send(
-            "PUT",
-            f"/predictions/{prediction_id}",
-            body={
-                "id": prediction_id,
-                "input": encode_inputs(inputs),
-                "webhook": webhook,
-                "webhook_events_filter": list(events),
-            },
-            headers={"Prefer": "respond-async"},
-            idempotent=True,
+            "PUT", f"/predictions/{body['id']}", body=body, headers={"Prefer": "respond-async"}, idempotent=True
         )
-        self._check(response, f"prediction {prediction_id}")
-        return prediction_id
+        self._check(response, f"prediction {body['id']}")
+        return body["id"]
 
     def predict_async(
         self,
@@ -371,11 +395,48 @@ class Client:
         timeout: float = 3600.0,
         events: tuple[str, ...] = EVENTS,
         prediction_id: str | None = None,
+        resend_after: float | None = RESEND_AFTER_SECONDS,
     ) -> Prediction:
         """Submit, then wait until the receiver writing `store` (a webhooks.EventStore) has the
-        completed webhook. Raises PredictionError if it failed or was canceled."""
-        prediction_id = self.submit(inputs, webhook=webhook, events=events, prediction_id=prediction_id)
-        return Prediction.from_json(store.wait_completed(prediction_id, timeout)).check()
+        completed webhook. Raises PredictionError if it failed or was canceled.
+
+        A Cog server that stops (SIGTERM: Salad moves instances all the time) drops a running
+        async prediction without a completed webhook. So after every `resend_after` seconds
+        without it, the same PUT goes again: a server still running that id answers 202 and
+        starts nothing; a server that no longer knows it (restarted, or a new instance) runs it
+        again under the same id. The receiver keeps the first completed event of an id, so the
+        caller gets one result. None: never resend."""
+        if resend_after is not None and not resend_after > 0:
+            raise ClientError(f"resend_after must be a positive number of seconds or None, got {resend_after}")
+        body = _async_request(inputs, webhook, events, prediction_id or uuid.uuid4().hex)
+        prediction_id = self._submit(body)
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = deadline - time.monotonic()
+            if resend_after is not None:
+                wait = min(wait, resend_after)
+            try:
+                return Prediction.from_json(store.wait_completed(prediction_id, max(wait, 0.0))).check()
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise ClientError(
+                        f"prediction {prediction_id}: no completed webhook within {timeout:.0f} s"
+                    ) from None
+            self._resend(body)
+
+    def _resend(self, body: dict) -> None:
+        """One try of an async PUT again, no retries: whatever goes wrong, the next try comes
+        `resend_after` seconds later (a server down now may be back by then)."""
+        try:
+            # An async PUT is answered at once; a server that is stopping may accept and never answer.
+            response = self.http.put(
+                f"/predictions/{body['id']}", json=body, headers={"Prefer": "respond-async"}, timeout=10.0
+            )
+        except httpx.TransportError:
+            self.retried["resend: no answer"] += 1
+            return
+        response.close()
+        self.retried[f"resend: HTTP {response.status_code}"] += 1
 
     def cancel(self, prediction_id: str) -> bool:
         """Ask the server to cancel a running prediction; False if it has none with that id."""

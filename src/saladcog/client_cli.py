@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from saladcog import audio
-from saladcog.client import Client, ClientError, PredictionError, SyncRule, write_files
+from saladcog.client import RESEND_AFTER_SECONDS, Client, ClientError, PredictionError, SyncRule, write_files
 from saladcog.webhooks import Receiver, serve, split_listen
 
 
@@ -80,18 +80,25 @@ def webhook_receiver(args: argparse.Namespace):
     """A receiver for async predictions: `--webhook-url` (public, reached from the server) served
     on `--listen`; for a loopback server, a receiver of its own on loopback. None otherwise."""
     token = args.webhook_token or None
-    db = args.receiver_db or os.path.join(tempfile.mkdtemp(prefix="saladcog-hooks-"), "webhooks.sqlite")
     if args.webhook_url:
         host, port = split_listen(args.listen)
-        with Receiver(db, host, port, token) as rx:
-            yield args.webhook_url, rx.store
-        return
-    local = _loopback(args.url)
-    if local is None:
-        yield None
-        return
-    with Receiver(db, local, 0, token) as rx:
-        yield rx.url, rx.store
+    else:
+        host, port = _loopback(args.url), 0
+        if host is None:
+            yield None
+            return
+    with contextlib.ExitStack() as stack:
+        db = args.receiver_db
+        if not db:  # a store of this run only: goes away with it, whatever the outcome
+            db = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="saladcog-hooks-")), "webhooks.sqlite")
+        rx = stack.enter_context(Receiver(db, host, port, token))
+        yield (args.webhook_url or rx.url), rx.store
+
+
+def _resend_after(args: argparse.Namespace) -> float | None:
+    if args.resend_after < 0:
+        raise ClientError(f"--resend-after must be 0 (never) or a positive number of seconds, got {args.resend_after:g}")
+    return args.resend_after or None
 
 
 def _audio_seconds(inputs: dict[str, Any]) -> tuple[float, int]:
@@ -145,7 +152,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 url, store = hooks
                 print(f"async: {seconds:.0f} s of audio; waiting for the webhook at {url}", file=sys.stderr)
                 prediction = client.predict_async(
-                    inputs, webhook=url, store=store, timeout=args.timeout, prediction_id=args.id
+                    inputs, webhook=url, store=store, timeout=args.timeout, prediction_id=args.id,
+                    resend_after=_resend_after(args),
                 )
         _print_output(prediction.output, args.output)
     return 0
@@ -169,6 +177,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             in_flight=args.jobs,
             rule=SyncRule(real_time_factor=args.rtf),
             webhooks=Webhooks(*hooks) if hooks else None,
+            resend_after=_resend_after(args),
         )
         summary = batch.run(items, progress=not args.quiet)
     print(
@@ -199,6 +208,9 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--receiver-db", help="sqlite file for received webhooks (default: a temporary one)")
     parser.add_argument("--webhook-token", default=os.environ.get("WEBHOOK_AUTH_TOKEN"),
                         help="bearer token the server's webhooks carry (env WEBHOOK_AUTH_TOKEN)")
+    parser.add_argument("--resend-after", type=float, default=RESEND_AFTER_SECONDS, metavar="SECONDS",
+                        help="async: send the prediction again (same id) after this long without its completed"
+                             " webhook, in case the server stopped (0: never)")
     parser.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE",
                         help="an input: name=value, or name=@file for a local file")
 

@@ -90,14 +90,20 @@ class EventStore:
         prediction_id = payload.get("id")
         if not isinstance(prediction_id, str) or not prediction_id:
             raise ValueError("webhook body has no prediction id")
+        status = payload.get("status")
+        if status is not None and not isinstance(status, str):
+            raise ValueError(f"webhook body's status is a JSON {type(status).__name__}, not a string")
         kind = event_kind(payload)
-        body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        try:
+            body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        except RecursionError:
+            raise ValueError("webhook body is nested too deeply to be a prediction") from None
         key = "completed" if kind == "completed" else hashlib.sha256(body.encode()).hexdigest()
         with self._lock:
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO events (prediction_id, event, status, dedup_key, received_at, body)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (prediction_id, kind, payload.get("status"), key, time.time(), body),
+                (prediction_id, kind, status, key, time.time(), body),
             )
         return cursor.rowcount == 1
 
@@ -175,12 +181,18 @@ class WebhookApp:
         body = await _read_body(receive)
         if body is None:
             return await _json(send, 413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
+        # A body Cog would never send is the sender's fault (400), never an outage of the store.
         try:
             payload = json.loads(body)
+        except RecursionError:
+            return await _json(send, 400, {"error": "webhook body is nested too deeply to be a prediction"})
+        except ValueError as e:  # JSONDecodeError, bad UTF-8
+            return await _json(send, 400, {"error": f"webhook body is not JSON: {e}"})
+        try:
             if not isinstance(payload, dict):
                 raise ValueError("webhook body is not a JSON object")
             stored = await asyncio.to_thread(self.store.add, payload)
-        except ValueError as e:  # includes JSONDecodeError: a body Cog would never send
+        except ValueError as e:
             return await _json(send, 400, {"error": str(e)})
         except sqlite3.Error as e:
             # Not stored: 503 makes Cog retry the completed webhook instead of losing it.

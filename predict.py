@@ -207,7 +207,7 @@ class MetaVoice(BaseRunner):
     """MetaVoice-1B zero-shot voice cloning on saladcog's engine (EnCodec decode, no MBD/DeepFilterNet)."""
 
     def setup(self) -> None:
-        from saladcog.tts.metavoice import MetaVoice as MetaVoiceEngine
+        from saladcog.tts.metavoice.engine import MetaVoice as MetaVoiceEngine
 
         self.engine = MetaVoiceEngine.from_dirs(
             os.environ.get("METAVOICE_MODEL_DIR", weights.WEIGHTS_ROOT / "metavoice-1B-v0.1"),
@@ -241,8 +241,8 @@ class MetaVoice(BaseRunner):
         ),
         output_format: str = Input(description="Audio file format.", default="wav", choices=["wav", "mp3"]),
     ) -> SpeechOutput:
-        from saladcog.tts.metavoice import SAMPLE_RATE
-        from saladcog.tts.metavoice_generate import SamplingParams
+        from saladcog.tts.metavoice.engine import SAMPLE_RATE
+        from saladcog.tts.metavoice.generate import SamplingParams
         from saladcog.tts.speech import write_speech
 
         started = time.perf_counter()
@@ -269,8 +269,8 @@ class OpenVoice(BaseRunner):
     """OpenVoice v2: MeloTTS English base speakers, voice cloning with the tone colour converter."""
 
     def setup(self) -> None:
-        from saladcog.tts.openvoice import OpenVoice as OpenVoiceEngine
-        from saladcog.tts.openvoice import paths_from_env
+        from saladcog.tts.openvoice.engine import OpenVoice as OpenVoiceEngine
+        from saladcog.tts.openvoice.engine import paths_from_env
 
         self.engine = OpenVoiceEngine(**paths_from_env())
         missing = set(OPENVOICE_SPEAKERS) - set(self.engine.speakers)
@@ -293,7 +293,7 @@ class OpenVoice(BaseRunner):
         seed: Optional[int] = Input(description="Random seed for reproducible speech; empty: random.", default=None),
     ) -> SpeechOutput:
         from saladcog import audio
-        from saladcog.tts.openvoice import Settings
+        from saladcog.tts.openvoice.engine import Settings
         from saladcog.tts.speech import write_speech
 
         if language.strip().lower() not in ("en", "english"):

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from saladcog import audio
-from saladcog.tts.metavoice import SAMPLE_RATE, MetaVoice, TextError
-from saladcog.tts.metavoice_generate import SamplingParams, generate, unflatten
-from saladcog.tts.metavoice_gpt import CheckpointError, load_gpt
-from saladcog.tts.metavoice_nar import sample_codes
-from saladcog.tts.metavoice_text import split_text
-from saladcog.tts.metavoice_tokenizer import BPETokenizer, normalize_text
-from saladcog.tts import speaker_encoder as se
+from saladcog.tts.metavoice import speaker_encoder as se
+from saladcog.tts.metavoice.engine import SAMPLE_RATE, MetaVoice, TextError
+from saladcog.tts.metavoice.generate import SamplingParams, generate, unflatten
+from saladcog.tts.metavoice.gpt import CheckpointError, load_gpt
+from saladcog.tts.metavoice.nar import sample_codes
+from saladcog.tts.metavoice.text import split_text
+from saladcog.tts.metavoice.tokenizer import BPETokenizer, normalize_text
 from tests import metavoice_tiny as tiny
 
 CLIP = Path(__file__).parent / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"

@@ -12,11 +12,11 @@ import torch
 
 from openvoice_fixtures import SYMBOLS, openvoice_weights  # noqa: F401  (fixture)
 from saladcog.tts.checkpoint import CheckpointError
-from saladcog.tts.converter import load_converter
-from saladcog.tts.english_norm import normalize
-from saladcog.tts.g2p import CmuDict
-from saladcog.tts.melo import load_melo
-from saladcog.tts.openvoice import MAX_TEXT_CHARS, PAUSE_SECONDS, OpenVoice, Settings
+from saladcog.tts.openvoice.converter import load_converter
+from saladcog.tts.openvoice.engine import MAX_TEXT_CHARS, PAUSE_SECONDS, OpenVoice, Settings
+from saladcog.tts.openvoice.english_norm import normalize
+from saladcog.tts.openvoice.g2p import CmuDict
+from saladcog.tts.openvoice.melo import load_melo
 from saladcog.tts.textsplit import split_sentences
 
 

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from saladcog import weights
-from saladcog.tts.converter import ToneColorConverter, load_converter, load_se
-from saladcog.tts.english import EnglishFrontend
-from saladcog.tts.g2p import CmuDict
-from saladcog.tts.melo import SynthesizerTrn, load_melo
+from saladcog.tts.openvoice.converter import ToneColorConverter, load_converter, load_se
+from saladcog.tts.openvoice.english import EnglishFrontend
+from saladcog.tts.openvoice.g2p import CmuDict
+from saladcog.tts.openvoice.melo import SynthesizerTrn, load_melo
 from saladcog.tts.resample import resample
 from saladcog.tts.textsplit import split_sentences
 

@@ -19,8 +19,8 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from saladcog.tts.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
-from saladcog.tts.flows import CouplingBlock, ResidualCouplingLayer
-from saladcog.tts.modules import Generator, PosteriorEncoder
+from saladcog.tts.openvoice.flows import CouplingBlock, ResidualCouplingLayer
+from saladcog.tts.openvoice.modules import Generator, PosteriorEncoder
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .metavoice_gpt import CheckpointError, load_state_dict_strict, read_checkpoint
+from .gpt import CheckpointError, load_state_dict_strict, read_checkpoint
 
 SAMPLING_RATE = 16000
 N_FFT = 400  # 25 ms

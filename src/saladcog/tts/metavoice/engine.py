@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import audio
-from .metavoice_generate import SamplingParams, generate, unflatten
-from .metavoice_gpt import GPT, CheckpointError, load_gpt
-from .metavoice_nar import N_CODEBOOKS, sample_codes
-from .metavoice_text import split_text
-from .metavoice_tokenizer import BPETokenizer, TextError, normalize_text
+from ... import audio
+from .generate import SamplingParams, generate, unflatten
+from .gpt import GPT, CheckpointError, load_gpt
+from .nar import N_CODEBOOKS, sample_codes
+from .text import split_text
+from .tokenizer import BPETokenizer, TextError, normalize_text
 from .speaker_encoder import SAMPLING_RATE as SPEAKER_RATE
 from .speaker_encoder import SpeakerEncoder, load_speaker_encoder, trim_silence
 

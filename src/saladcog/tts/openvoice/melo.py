@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from saladcog.tts.attentions import Encoder
 from saladcog.tts.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
-from saladcog.tts.flows import ConvFlow, CouplingBlock, ElementwiseAffine, Flip, TransformerCouplingLayer
-from saladcog.tts.modules import DDSConv, Generator, LayerNorm, PosteriorEncoder
+from saladcog.tts.openvoice.attentions import Encoder
+from saladcog.tts.openvoice.flows import ConvFlow, CouplingBlock, ElementwiseAffine, Flip, TransformerCouplingLayer
+from saladcog.tts.openvoice.modules import DDSConv, Generator, LayerNorm, PosteriorEncoder
 
 
 @dataclasses.dataclass(frozen=True)

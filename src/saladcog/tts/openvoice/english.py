@@ -15,8 +15,8 @@ import re
 
 import torch
 
-from saladcog.tts.english_norm import normalize
-from saladcog.tts.g2p import ARPA, CmuDict, GruG2p, oov_phones
+from saladcog.tts.openvoice.english_norm import normalize
+from saladcog.tts.openvoice.g2p import ARPA, CmuDict, GruG2p, oov_phones
 
 EN_TONE_OFFSET = 7  # tones 0-5 Chinese, 6 Japanese pads, then English: 7 + (0 none, 1-3 stress 0-2)
 EN_LANGUAGE_ID = 2

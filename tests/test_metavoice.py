@@ -174,6 +174,26 @@ def test_second_stage_and_encodec_give_expected_length_at_24khz(engine, voice):
     assert long.shape[1] <= 1024 - len(text_ids)
 
 
+def test_temperature_reaches_the_first_stage_only(engine, voice):
+    """Upstream samples the second stage at temperature 1.0 whatever the request's temperature."""
+    params = SamplingParams(temperature=0.5)
+    text = engine.check_text("The cat sat on the mat.")
+    emb = voice.to(engine.device)
+
+    def second_stage_at(temperature: float | None) -> torch.Tensor:
+        gen = engine.generator(5)
+        c1, c2 = unflatten(generate(engine.first_stage, engine.tokenizer.encode(text), emb.view(1, -1), params, gen))
+        assert c1, "the tiny first stage must say something for this test to mean anything"
+        extra = {} if temperature is None else {"temperature": temperature}
+        return sample_codes(engine.second_stage, engine.second_tokenizer.encode(text), c1, c2, emb.view(1, 1, -1),
+                            top_k=200, generator=gen, **extra)
+
+    spoken = engine.codes(text, emb, params, engine.generator(5))
+    assert torch.equal(spoken, second_stage_at(None))  # the sampler's default, 1.0
+    assert torch.equal(spoken, second_stage_at(1.0))
+    assert not torch.equal(spoken, second_stage_at(0.5))  # what the engine did before: tells them apart
+
+
 def test_same_seed_same_audio_other_seed_differs(engine, voice):
     a = engine.synthesize("The cat sat.", voice, seed=11)
     b = engine.synthesize("The cat sat.", voice, seed=11)

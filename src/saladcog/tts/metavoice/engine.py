@@ -32,7 +32,9 @@ SAMPLE_RATE = 24000
 MAX_TEXT_CHARS = 5000  # ~800 words, ~5 min of speech: beyond that use several requests
 MIN_REFERENCE_S = 1.0  # one 1.6 s window, zero-padded, is the least the encoder can use
 MAX_REFERENCE_S = 120.0  # upstream's server cuts uploads to this length too
-SECOND_STAGE_TOP_K = 200  # upstream's fast path
+# Upstream samples the second stage at top-k 200 and temperature 1.0, whatever the first stage uses.
+SECOND_STAGE_TOP_K = 200
+SECOND_STAGE_TEMPERATURE = 1.0
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -134,7 +136,7 @@ class MetaVoice:
         c1, c2 = unflatten(tokens)
         return sample_codes(
             self.second_stage, self.second_tokenizer.encode(text), c1, c2, speaker_emb.view(1, 1, -1),
-            temperature=params.temperature, top_k=SECOND_STAGE_TOP_K, generator=generator,
+            temperature=SECOND_STAGE_TEMPERATURE, top_k=SECOND_STAGE_TOP_K, generator=generator,
         )
 
     @torch.inference_mode()

@@ -223,10 +223,29 @@ def test_split_cuts_an_overlong_sentence_at_a_clause():
 
 def test_normalisation_follows_upstream_table():
     assert normalize_text("\u201cHi\u201d\u2026\tthere  *now*\u2014ok") == '"Hi"... there now -ok'
-    with pytest.raises(TextError, match="U\\+2122"):
-        normalize_text("Brand\u2122")
-    with pytest.raises(TextError, match="U\\+65E5"):
-        normalize_text("\u65e5\u672c")
+
+
+@pytest.mark.parametrize("text", ["Brand\u2122 new", "Brand \U0001F600 new", "Brand\x07 new\x00", "Brand \u05e9\u05dc\u05d5\u05dd new"])
+def test_unreadable_characters_are_left_out(text):
+    # upstream refuses the whole text for one character above U+00FF and speaks control characters
+    assert normalize_text(text) == "Brand new"
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("\U0001F600\U0001F389", "'\U0001F600' (U+1F600), '\U0001F389' (U+1F389)"),
+        ("\x01\x02 \x7f", "'\\x01' (U+0001), '\\x02' (U+0002), '\\x7f' (U+007F)"),
+        ("\u0645\u0631\u062d\u0628\u0627", "U+0645"),
+        ("\u05e9\u05dc\u05d5\u05dd!", "U+05E9"),
+        ("\u65e5\u672c", "U+65E5"),
+    ],
+    ids=["emoji", "control", "arabic", "hebrew", "japanese"],
+)
+def test_text_with_nothing_readable_is_refused_naming_it(engine, voice, text, named):
+    with pytest.raises(TextError, match="nothing this model can read") as refused:
+        next(engine.stream(text, voice))
+    assert named in str(refused.value)
 
 
 def test_bpe_ids_by_hand():
@@ -297,10 +316,17 @@ def test_embedding_is_unit_256(voice):
 # ---- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t ", "***"])
-def test_empty_text_is_refused(engine, voice, text):
-    with pytest.raises(TextError, match="empty"):
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n\t ", "empty"), ("***", "only punctuation")])
+def test_empty_text_is_refused(engine, voice, text, message):
+    with pytest.raises(TextError, match=message):
         next(engine.stream(text, voice))
+
+
+def test_unreadable_characters_inside_text_are_not_spoken(engine, voice):
+    clean = engine.synthesize("The cat sat.", voice, seed=11)
+    assert clean.size > 0
+    for text in ["The cat \U0001F600 sat.", "The cat\x07 sat.", "The \u0645\u0631\u062d\u0628\u0627 cat sat."]:
+        assert np.array_equal(engine.synthesize(text, voice, seed=11), clean), repr(text)
 
 
 def test_megabyte_of_text_is_refused_before_any_model_time(engine, voice):

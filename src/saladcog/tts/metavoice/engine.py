@@ -121,10 +121,7 @@ class MetaVoice:
             raise TextError(
                 f"the text is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted per request"
             )
-        normalized = normalize_text(text)
-        if not any(c.isalnum() for c in normalized):
-            raise TextError("the text is empty: there is nothing to speak")
-        return normalized
+        return normalize_text(text)
 
     def codes(
         self, text: str, speaker_emb: torch.Tensor, params: SamplingParams, generator: torch.Generator | None

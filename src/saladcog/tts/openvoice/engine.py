@@ -24,6 +24,7 @@ from saladcog.tts.openvoice.converter import ToneColorConverter, load_converter,
 from saladcog.tts.openvoice.english import EnglishFrontend
 from saladcog.tts.openvoice.g2p import CmuDict
 from saladcog.tts.openvoice.melo import SynthesizerTrn, load_melo
+from saladcog.tts.readable import TextError, readable_text
 from saladcog.tts.resample import resample
 from saladcog.tts.textsplit import split_sentences
 
@@ -80,6 +81,12 @@ class OpenVoice:
         if speaker not in self.melo.cfg.spk2id:
             raise ValueError(f"unknown speaker {speaker!r}: expected one of {', '.join(self.speakers)}")
 
+    def check_text(self, text: str) -> str:
+        """The text without what the frontend cannot read, or TextError naming what is wrong."""
+        if len(text) > MAX_TEXT_CHARS:
+            raise TextError(f"text too long: {len(text)} characters, at most {MAX_TEXT_CHARS}")
+        return readable_text(text, self.frontend.readable, self.frontend.speakable, "English in Latin letters")
+
     def reference_se(self, audio: np.ndarray) -> torch.Tensor:
         """Tone colour embedding of reference speech (mono float at the converter's rate).
 
@@ -103,29 +110,22 @@ class OpenVoice:
         """Yield audio piece by piece at `output_rate(target_se is not None)`, pauses included."""
         s = settings or Settings()
         self.check_speaker(speaker)
-        if not text.strip():
-            raise ValueError("text is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ValueError(f"text too long: {len(text)} characters, at most {MAX_TEXT_CHARS}")
+        text = self.check_text(text)
         if not 0.1 <= s.speed <= 10:
             raise ValueError(f"speed {s.speed} out of range [0.1, 10]")
         generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
         sr = self.melo.cfg.sampling_rate
         pause = np.zeros(int(sr * PAUSE_SECONDS / s.speed), np.float32)
-        spoken = False
         for piece in split_sentences(text):
             inputs = self.frontend(piece)
             audio, _ = self.melo.infer(**inputs, speaker_id=self.melo.cfg.spk2id[speaker], sdp_ratio=s.sdp_ratio,
                                        noise_scale=s.noise_scale, noise_scale_w=s.noise_scale_w,
                                        length_scale=1.0 / s.speed, generator=generator)
             audio = np.concatenate([audio.numpy(), pause])
-            spoken = True
             if target_se is None:
                 yield audio
             else:
                 yield self._convert(audio, speaker, target_se, s.tau, generator)
-        if not spoken:
-            raise ValueError("text has nothing to say: only punctuation or symbols")
 
     def _convert(self, audio: np.ndarray, speaker: str, target_se: torch.Tensor, tau: float,
                  generator: torch.Generator) -> np.ndarray:

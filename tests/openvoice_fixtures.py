@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from saladcog.tts.checkpoint import expected_keys
+from saladcog.tts.openvoice.checkpoint import expected_keys
 from saladcog.tts.openvoice.converter import ConverterConfig, ToneColorConverter
 from saladcog.tts.openvoice.engine import se_file_name
 from saladcog.tts.openvoice.melo import MeloConfig, SynthesizerTrn

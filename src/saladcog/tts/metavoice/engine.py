@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from ... import audio
+from ..checkpoint import CheckpointError
 from .generate import SamplingParams, generate, unflatten
-from .gpt import GPT, CheckpointError, load_gpt
+from .gpt import GPT, load_gpt
 from .nar import N_CODEBOOKS, sample_codes
 from .text import split_text
 from .tokenizer import BPETokenizer, TextError, normalize_text

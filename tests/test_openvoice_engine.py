@@ -178,6 +178,14 @@ def test_frontend_word_the_tokenizer_cannot_piece_together_is_not_spelled_unk(en
     assert engine.frontend("the qqq cat.")["ja_bert"].shape[-1] == 17  # BERT and phones still agree
 
 
+def test_typographic_punctuation_is_read_as_its_ascii_form(engine):
+    # The test vocabulary knows "'" but not "\u2019": the splitter's ASCII form is what BERT reads.
+    assert not engine.frontend.readable("\u2019")
+    clean = np.concatenate(list(engine.synthesize("It's the cat. it is.", "EN-US", seed=2)))  # upstream: \uff1b ends a sentence
+    typographic = np.concatenate(list(engine.synthesize("It\u2019s the cat\uff1b it is.", "EN-US", seed=2)))
+    assert np.array_equal(typographic, clean)
+
+
 @pytest.mark.parametrize(
     "text",
     ["The cat \U0001F600 sat.", "The cat\x07\u200b sat.\ufeff", "The cat \u05e9\u05dc\u05d5\u05dd sat.",

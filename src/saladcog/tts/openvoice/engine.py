@@ -26,7 +26,7 @@ from saladcog.tts.openvoice.g2p import CmuDict
 from saladcog.tts.openvoice.melo import SynthesizerTrn, load_melo
 from saladcog.tts.readable import TextError, readable_text
 from saladcog.tts.resample import resample
-from saladcog.tts.textsplit import split_sentences
+from saladcog.tts.textsplit import TO_ASCII, split_sentences
 
 MAX_TEXT_CHARS = 200_000  # about 35,000 words: a long chapter
 PAUSE_SECONDS = 0.05
@@ -85,7 +85,8 @@ class OpenVoice:
         """The text without what the frontend cannot read, or TextError naming what is wrong."""
         if len(text) > MAX_TEXT_CHARS:
             raise TextError(f"text too long: {len(text)} characters, at most {MAX_TEXT_CHARS}")
-        return readable_text(text, self.frontend.readable, self.frontend.speakable, "English in Latin letters")
+        return readable_text(text, lambda c: c in TO_ASCII or self.frontend.readable(c), self.frontend.speakable,
+                             "English in Latin letters")
 
     def reference_se(self, audio: np.ndarray) -> torch.Tensor:
         """Tone colour embedding of reference speech (mono float at the converter's rate).

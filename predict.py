@@ -215,7 +215,7 @@ class MetaVoice(BaseRunner):
 
     def setup(self) -> None:
         weights.stay_offline()
-        from saladcog.tts.metavoice import MetaVoice as MetaVoiceEngine
+        from saladcog.tts.metavoice.engine import MetaVoice as MetaVoiceEngine
 
         self.engine = MetaVoiceEngine.from_dirs(
             os.environ.get("METAVOICE_MODEL_DIR", weights.WEIGHTS_ROOT / "metavoice-1B-v0.1"),
@@ -240,7 +240,8 @@ class MetaVoice(BaseRunner):
             description="Nucleus sampling of the first stage; 0.9-1.0 is stable.", default=0.95, ge=0.1, le=1.0
         ),
         temperature: float = Input(
-            description="Sampling temperature of both stages.", default=1.0, ge=0.1, le=2.0
+            description="Sampling temperature of the first stage; the second stage samples at 1.0, as upstream.",
+            default=1.0, ge=0.1, le=2.0,
         ),
         seed: Optional[int] = Input(
             description="Random seed; the same seed, text and voice give the same audio. Empty: random.",
@@ -248,8 +249,8 @@ class MetaVoice(BaseRunner):
         ),
         output_format: str = Input(description="Audio file format.", default="wav", choices=["wav", "mp3"]),
     ) -> SpeechOutput:
-        from saladcog.tts.metavoice import SAMPLE_RATE
-        from saladcog.tts.metavoice_generate import SamplingParams
+        from saladcog.tts.metavoice.engine import SAMPLE_RATE
+        from saladcog.tts.metavoice.generate import SamplingParams
         from saladcog.tts.speech import write_speech
 
         started = time.perf_counter()
@@ -277,8 +278,8 @@ class OpenVoice(BaseRunner):
 
     def setup(self) -> None:
         weights.stay_offline()
-        from saladcog.tts.openvoice import OpenVoice as OpenVoiceEngine
-        from saladcog.tts.openvoice import paths_from_env
+        from saladcog.tts.openvoice.engine import OpenVoice as OpenVoiceEngine
+        from saladcog.tts.openvoice.engine import paths_from_env
 
         self.engine = OpenVoiceEngine(**paths_from_env())
         missing = set(OPENVOICE_SPEAKERS) - set(self.engine.speakers)
@@ -301,7 +302,7 @@ class OpenVoice(BaseRunner):
         seed: Optional[int] = Input(description="Random seed for reproducible speech; empty: random.", default=None),
     ) -> SpeechOutput:
         from saladcog import audio
-        from saladcog.tts.openvoice import Settings
+        from saladcog.tts.openvoice.engine import Settings
         from saladcog.tts.speech import write_speech
 
         if language.strip().lower() not in ("en", "english"):

@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from saladcog.tts.metavoice import MetaVoice
-from saladcog.tts.metavoice_generate import SamplingParams, generate
-from saladcog.tts.metavoice_gpt import GPT, GPTConfig
-from saladcog.tts.speaker_encoder import SpeakerEncoder
+from saladcog.tts.metavoice.engine import MetaVoice
+from saladcog.tts.metavoice.generate import SamplingParams, generate
+from saladcog.tts.metavoice.gpt import GPT, GPTConfig
+from saladcog.tts.metavoice.speaker_encoder import SpeakerEncoder
 from tests import metavoice_tiny as tiny
 
 

@@ -36,10 +36,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src"), str(Path(__fil
 from openvoice_fixtures import (  # noqa: E402
     CMU_ENTRIES, SPK2ID, SYMBOLS, VOCAB, _official_state_dict, write_bert, write_cmudict, write_melo, write_openvoice)
 from saladcog import audio  # noqa: E402
-from saladcog.tts.converter import ConverterConfig, ToneColorConverter  # noqa: E402
-from saladcog.tts.english_norm import normalize  # noqa: E402
-from saladcog.tts.melo import MeloConfig, SynthesizerTrn  # noqa: E402
-from saladcog.tts.openvoice import OpenVoice, se_file_name  # noqa: E402
+from saladcog.tts.openvoice.converter import ConverterConfig, ToneColorConverter  # noqa: E402
+from saladcog.tts.openvoice.engine import OpenVoice, se_file_name  # noqa: E402
+from saladcog.tts.openvoice.english_norm import normalize  # noqa: E402
+from saladcog.tts.openvoice.melo import MeloConfig, SynthesizerTrn  # noqa: E402
 from saladcog.tts.speech import write_speech  # noqa: E402
 from saladcog.tts.textsplit import split_sentences  # noqa: E402
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from saladcog.tts.metavoice_gpt import GPT, GPTConfig
-from saladcog.tts.speaker_encoder import SpeakerEncoder
+from saladcog.tts.metavoice.gpt import GPT, GPTConfig
+from saladcog.tts.metavoice.speaker_encoder import SpeakerEncoder
 
 # tiktoken's GPT-2 split pattern; the real checkpoint stores its own.
 PAT_STR = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from saladcog.tts.checkpoint import expected_keys
-from saladcog.tts.converter import ConverterConfig, ToneColorConverter
-from saladcog.tts.melo import MeloConfig, SynthesizerTrn
-from saladcog.tts.openvoice import se_file_name
+from saladcog.tts.openvoice.checkpoint import expected_keys
+from saladcog.tts.openvoice.converter import ConverterConfig, ToneColorConverter
+from saladcog.tts.openvoice.engine import se_file_name
+from saladcog.tts.openvoice.melo import MeloConfig, SynthesizerTrn
 
 SYMBOLS = ["_", "AA", "E", "V", "a", "aa", "ae", "ah", "ao", "aw", "ay", "b", "ch", "d", "dh", "eh", "er", "ey", "f",
            "g", "hh", "ih", "iy", "jh", "k", "l", "m", "n", "ng", "ow", "oy", "p", "r", "s", "sh", "t", "th", "uh",

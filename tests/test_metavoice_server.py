@@ -61,6 +61,13 @@ def test_default_voice_and_same_seed_twice(server, tmp_path):
     assert samples.size > 0 and np.array_equal(samples, audio.decode(b, 24000))
 
 
+def test_unreadable_characters_are_left_out_not_spoken(server):
+    clean = predict(server, {"text": "The cat sat.", "seed": 3})
+    mixed = predict(server, {"text": "The cat \U0001F600 sat\x07.", "seed": 3})
+    assert clean["status"] == mixed["status"] == "succeeded", mixed.get("error")
+    assert mixed["output"]["audio"] == clean["output"]["audio"]
+
+
 @pytest.mark.parametrize(
     "inputs, message",
     [
@@ -69,8 +76,11 @@ def test_default_voice_and_same_seed_twice(server, tmp_path):
         ({"text": "Hi.", "reference_audio": "data:audio/wav;base64," + base64.b64encode(b"not audio" * 50).decode()},
          "not an audio or video file"),
         ({"text": "Hi.", "reference_audio": "short"}, "too short"),
+        ({"text": "\U0001F600\U0001F389"}, "nothing this model can read (it reads English in Latin-1 characters): '\U0001F600' (U+1F600)"),
+        ({"text": "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd"}, "nothing this model can read"),
+        ({"text": "\x01\x02\x03"}, "'\\x01' (U+0001)"),
     ],
-    ids=["empty", "megabyte", "not-audio", "short-reference"],
+    ids=["empty", "megabyte", "not-audio", "short-reference", "emoji", "arabic-hebrew", "control"],
 )
 def test_bad_input_fails_then_server_is_ready_and_succeeds(server, tmp_path, inputs, message):
     if inputs.get("reference_audio") == "short":

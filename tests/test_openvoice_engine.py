@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from openvoice_fixtures import SYMBOLS, openvoice_weights  # noqa: F401  (fixture)
+from openvoice_fixtures import SYMBOLS, VOCAB, openvoice_weights, write_bert  # noqa: F401  (fixture)
 from saladcog.tts.checkpoint import CheckpointError
-from saladcog.tts.converter import load_converter
-from saladcog.tts.english_norm import normalize
-from saladcog.tts.g2p import CmuDict
-from saladcog.tts.melo import load_melo
-from saladcog.tts.openvoice import MAX_TEXT_CHARS, PAUSE_SECONDS, OpenVoice, Settings
+from saladcog.tts.openvoice.converter import load_converter
+from saladcog.tts.openvoice.engine import MAX_TEXT_CHARS, PAUSE_SECONDS, OpenVoice, Settings
+from saladcog.tts.openvoice.english_norm import normalize
+from saladcog.tts.openvoice.g2p import CmuDict
+from saladcog.tts.openvoice.melo import load_melo
+from saladcog.tts.readable import TextError
 from saladcog.tts.textsplit import split_sentences
 
 
@@ -165,6 +166,63 @@ def test_frontend_ids_blanks_and_bert_features(engine):
     for a, b in spans:
         assert torch.equal(ja[:, a:b], ja[:, a : a + 1].expand(-1, b - a))
     assert not torch.equal(ja[:, 0], ja[:, 3])
+
+
+def test_frontend_word_the_tokenizer_cannot_piece_together_is_not_spelled_unk(engine):
+    # "qqq" cannot be made of this vocabulary's pieces: BERT reads it as [UNK], which upstream
+    # hands to g2p_en as the word "unk". It keeps its BERT position but gets no phones.
+    assert engine.frontend.tokenizer.tokenize("the qqq cat.") == ["the", "[UNK]", "cat", "."]
+    ph = engine.frontend.g2p(normalize("the qqq cat."))
+    assert ph.phones == engine.frontend.g2p(normalize("the cat.")).phones == "_ dh ah k ae t . _".split()
+    assert ph.word2ph == [1, 2, 0, 3, 1, 1]
+    assert engine.frontend("the qqq cat.")["ja_bert"].shape[-1] == 17  # BERT and phones still agree
+
+
+def test_typographic_punctuation_is_read_as_its_ascii_form(engine):
+    # The test vocabulary knows "'" but not "\u2019": the splitter's ASCII form is what BERT reads.
+    assert not engine.frontend.readable("\u2019")
+    clean = np.concatenate(list(engine.synthesize("It's the cat. it is.", "EN-US", seed=2)))  # upstream: \uff1b ends a sentence
+    typographic = np.concatenate(list(engine.synthesize("It\u2019s the cat\uff1b it is.", "EN-US", seed=2)))
+    assert np.array_equal(typographic, clean)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["The cat \U0001F600 sat.", "The cat\x07\u200b sat.\ufeff", "The cat \u05e9\u05dc\u05d5\u05dd sat.",
+     "The \u0645\u0631\u062d\u0628\u0627 cat sat. \U0001F389"],
+    ids=["emoji", "control", "hebrew", "arabic"],
+)
+def test_unreadable_characters_inside_text_are_left_out(engine, text):
+    clean = np.concatenate(list(engine.synthesize("The cat sat.", "EN-US", seed=2)))
+    assert np.array_equal(np.concatenate(list(engine.synthesize(text, "EN-US", seed=2))), clean)
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("\U0001F600\U0001F389 ", "'\U0001F600' (U+1F600), '\U0001F389' (U+1F389)"),
+        ("\x01\x02", "'\\x01' (U+0001), '\\x02' (U+0002)"),
+        ("\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645", "U+0645"),
+        ("\u05e9\u05dc\u05d5\u05dd!", "U+05E9"),
+    ],
+    ids=["emoji", "control", "arabic", "hebrew"],
+)
+def test_text_with_nothing_readable_is_refused_naming_it(engine, text, named):
+    with pytest.raises(TextError, match=r"nothing this model can read \(it reads English in Latin letters\)") as refused:
+        next(engine.synthesize(text, "EN-US"))
+    assert named in str(refused.value)
+
+
+def test_letters_the_tokenizer_knows_but_g2p_cannot_say_are_nothing_to_speak(openvoice_weights, tmp_path):  # noqa: F811
+    # bert-base-uncased knows many Arabic and Cyrillic letters; g2p keeps only a-z. With a
+    # vocabulary that knows "\u0436", that letter is read (and silent) but alone is refused.
+    engine = OpenVoice(**{**openvoice_weights, "bert_dir": write_bert(tmp_path / "bert", VOCAB + ["\u0436"])})
+    assert engine.frontend.readable("\u0416") and not engine.frontend.speakable("\u0416")
+    assert engine.frontend.readable("\u00e1") and engine.frontend.speakable("\u00e1")  # "a" once accents go
+    assert not engine.frontend.readable("\u0411") and not engine.frontend.readable("\x00")
+    with pytest.raises(TextError, match="nothing this model can read .*'\u0416' \\(U\\+0416\\)"):
+        next(engine.synthesize("\u0416\u0436!", "EN-US"))
+    assert next(engine.synthesize("The \u0436 cat.", "EN-US")).size > 0
 
 
 def test_cmudict_reads_both_layouts(tmp_path):

@@ -71,6 +71,13 @@ def test_clone_a_real_voice(server, tmp_path):
     assert np.abs(samples).max() > 0
 
 
+def test_unreadable_characters_are_left_out_not_spoken(server):
+    clean = predict(server.url(), {"text": "The cat sat on the mat.", "seed": 3}).json()
+    mixed = predict(server.url(), {"text": "The cat \U0001F600 sat on\x07 the \u05e9\u05dc\u05d5\u05dd mat.", "seed": 3}).json()
+    assert clean["status"] == mixed["status"] == "succeeded", mixed.get("error")
+    assert mixed["output"]["audio"] == clean["output"]["audio"]
+
+
 def _silent_wav(tmp_path):
     return audio.encode(np.zeros(22050 * 3, np.float32), 22050, tmp_path / "silence.wav")
 
@@ -84,6 +91,9 @@ def _silent_wav(tmp_path):
         ({"text": "Hello.", "reference_audio": "data:audio/wav;base64," + base64.b64encode(b"not audio at all" * 100).decode()},
          "is not an audio or video file that FFmpeg can read"),
         ({"text": "Hello.", "reference_audio": "silent"}, "reference audio is silent"),
+        ({"text": "\U0001F600\U0001F389"}, "nothing this model can read (it reads English in Latin letters): '\U0001F600' (U+1F600)"),
+        ({"text": "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd"}, "nothing this model can read"),
+        ({"text": "\x01\x02\x03"}, "'\\x01' (U+0001)"),
     ],
 )
 def test_bad_input_fails_clearly_then_ready_then_success(server, tmp_path, inputs, message):

@@ -12,13 +12,13 @@ import re
 from collections.abc import Iterator
 
 _PUNCT_ONLY = re.compile(r"^[\s.,;:!?]*$")
+# Punctuation the splitter writes in ASCII before anything else reads the text.
+TO_ASCII = {"。": ".", "！": ".", "？": ".", "；": ".", "，": ",", "“": '"', "”": '"', "‘": "'", "’": "'"}
+_TO_ASCII = str.maketrans(TO_ASCII)
 
 
 def _prepare(text: str) -> str:
-    text = re.sub("[。！？；]", ".", text)
-    text = re.sub("[，]", ",", text)
-    text = re.sub("[“”]", '"', text)
-    text = re.sub("[‘’]", "'", text)
+    text = text.translate(_TO_ASCII)
     text = re.sub(r"[<>()\[\]\"«»]+", "", text)
     # Upstream's quote rules never fire: quotes are deleted above. Newlines become spaces.
     text = re.sub(r"\s+", " ", text)

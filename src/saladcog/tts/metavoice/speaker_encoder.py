@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .metavoice_gpt import CheckpointError, load_state_dict_strict, read_checkpoint
+from ..checkpoint import CheckpointError
+from .gpt import assign_state_dict, read_checkpoint
 
 SAMPLING_RATE = 16000
 N_FFT = 400  # 25 ms
@@ -139,5 +140,5 @@ def load_speaker_encoder(path: str | os.PathLike) -> SpeakerEncoder:
     state = {k: v for k, v in ckpt["model_state"].items() if k not in TRAINING_ONLY_KEYS}
     with torch.device("meta"):
         model = SpeakerEncoder()
-    load_state_dict_strict(model, state, name)
+    assign_state_dict(model, state, name)
     return model.float().eval()

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import audio
-from .metavoice_generate import SamplingParams, generate, unflatten
-from .metavoice_gpt import GPT, CheckpointError, load_gpt
-from .metavoice_nar import N_CODEBOOKS, sample_codes
-from .metavoice_text import split_text
-from .metavoice_tokenizer import BPETokenizer, TextError, normalize_text
+from ... import audio
+from ..checkpoint import CheckpointError
+from .generate import SamplingParams, generate, unflatten
+from .gpt import GPT, load_gpt
+from .nar import N_CODEBOOKS, sample_codes
+from .text import split_text
+from .tokenizer import BPETokenizer, TextError, normalize_text
 from .speaker_encoder import SAMPLING_RATE as SPEAKER_RATE
 from .speaker_encoder import SpeakerEncoder, load_speaker_encoder, trim_silence
 
@@ -32,7 +33,9 @@ SAMPLE_RATE = 24000
 MAX_TEXT_CHARS = 5000  # ~800 words, ~5 min of speech: beyond that use several requests
 MIN_REFERENCE_S = 1.0  # one 1.6 s window, zero-padded, is the least the encoder can use
 MAX_REFERENCE_S = 120.0  # upstream's server cuts uploads to this length too
-SECOND_STAGE_TOP_K = 200  # upstream's fast path
+# Upstream samples the second stage at top-k 200 and temperature 1.0, whatever the first stage uses.
+SECOND_STAGE_TOP_K = 200
+SECOND_STAGE_TEMPERATURE = 1.0
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -119,10 +122,7 @@ class MetaVoice:
             raise TextError(
                 f"the text is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted per request"
             )
-        normalized = normalize_text(text)
-        if not any(c.isalnum() for c in normalized):
-            raise TextError("the text is empty: there is nothing to speak")
-        return normalized
+        return normalize_text(text)
 
     def codes(
         self, text: str, speaker_emb: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
@@ -134,7 +134,7 @@ class MetaVoice:
         c1, c2 = unflatten(tokens)
         return sample_codes(
             self.second_stage, self.second_tokenizer.encode(text), c1, c2, speaker_emb.view(1, 1, -1),
-            temperature=params.temperature, top_k=SECOND_STAGE_TOP_K, generator=generator,
+            temperature=SECOND_STAGE_TEMPERATURE, top_k=SECOND_STAGE_TOP_K, generator=generator,
         )
 
     @torch.inference_mode()

@@ -5,18 +5,26 @@ normalise; WordPiece-tokenise with the bert-base-uncased tokenizer and rejoin "#
 words; phones from the CMU dictionary, else g2p_en; a word's phones spread over its pieces
 (`word2ph`); "_" pads for [CLS]/[SEP]; symbol ids, tones offset for English, blanks interspersed;
 BERT layer -3 hidden states repeated per phone.
+
+What the frontend cannot read is left out rather than spoken: `readable` rejects control
+characters and any character the BERT tokenizer does not know (emoji, most other scripts), which
+upstream turns into "[UNK]" and g2p spells "unk"; a whole word the tokenizer cannot piece
+together is still "[UNK]" and gets no phones. Letters of other scripts that the tokenizer does
+know were already silent (g2p keeps only a-z) and count as nothing to speak (`speakable`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
+import unicodedata
 
 import torch
 
-from saladcog.tts.english_norm import normalize
-from saladcog.tts.g2p import ARPA, CmuDict, GruG2p, oov_phones
+from saladcog.tts.openvoice.english_norm import normalize
+from saladcog.tts.openvoice.g2p import ARPA, CmuDict, GruG2p, oov_phones
 
 EN_TONE_OFFSET = 7  # tones 0-5 Chinese, 6 Japanese pads, then English: 7 + (0 none, 1-3 stress 0-2)
 EN_LANGUAGE_ID = 2
@@ -64,6 +72,19 @@ class EnglishFrontend:
         self.symbols = symbols
         self.add_blank = add_blank
         self.symbol_to_id = {s: i for i, s in enumerate(symbols)}
+        # A text has few distinct characters: remember the tokenizer's verdict on each, boundedly.
+        self._known = functools.lru_cache(maxsize=4096)(lambda c: self.tokenizer.tokenize(c) != [self.tokenizer.unk_token])
+
+    def readable(self, c: str) -> bool:
+        """Whether `c` reaches the model as something other than an unknown token."""
+        if " " <= c <= "~" or c.isspace():
+            return True  # bert-base-uncased knows every printable ASCII character
+        return unicodedata.category(c)[0] != "C" and self._known(c)
+
+    @staticmethod
+    def speakable(c: str) -> bool:
+        """Letters and digits the English g2p gives phones: Latin letters (accents are stripped) and 0-9."""
+        return c.isalnum() and ("0" <= c <= "9" or "LATIN" in unicodedata.name(c, ""))
 
     def _symbol(self, phone: str) -> str:
         phone = _REPLACE.get(phone, phone)
@@ -80,7 +101,9 @@ class EnglishFrontend:
         phones, tones, word2ph = ["_"], [0], [1]
         for group in groups:
             word = "".join(group)
-            if word.upper() in self.cmu:
+            if word == self.tokenizer.unk_token:
+                word_phones = []  # a word the tokenizer cannot read is left unsaid, not spelled "unk"
+            elif word.upper() in self.cmu:
                 word_phones = [split_tone(p) for p in self.cmu[word.upper()]]
             else:
                 word_phones = [split_tone(p) if p in ARPA else (p, 0) for p in oov_phones(word, self.cmu, self.gru)]

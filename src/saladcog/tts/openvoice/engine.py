@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from saladcog import weights
-from saladcog.tts.converter import ToneColorConverter, load_converter, load_se
-from saladcog.tts.english import EnglishFrontend
-from saladcog.tts.g2p import CmuDict
-from saladcog.tts.melo import SynthesizerTrn, load_melo
+from saladcog.tts.openvoice.converter import ToneColorConverter, load_converter, load_se
+from saladcog.tts.openvoice.english import EnglishFrontend
+from saladcog.tts.openvoice.g2p import CmuDict
+from saladcog.tts.openvoice.melo import SynthesizerTrn, load_melo
+from saladcog.tts.readable import TextError, readable_text
 from saladcog.tts.resample import resample
-from saladcog.tts.textsplit import split_sentences
+from saladcog.tts.textsplit import TO_ASCII, split_sentences
 
 MAX_TEXT_CHARS = 200_000  # about 35,000 words: a long chapter
 PAUSE_SECONDS = 0.05
@@ -44,6 +45,13 @@ class Settings:
 
 def se_file_name(speaker: str) -> str:
     return speaker.lower().replace("_", "-") + ".pth"
+
+
+def pcm16_round_trip(audio: np.ndarray) -> np.ndarray:
+    """Float32 audio as upstream's hand-off leaves it: written as a 16-bit WAV by soundfile, whose
+    libsndfile (1.2) stores floor(x * 32768) clipped to the int16 range, and read back as int / 32768."""
+    pcm = np.clip(np.floor(audio.astype(np.float32) * np.float32(32768)), -32768, 32767)
+    return (pcm / 32768).astype(np.float32)
 
 
 def default_cmudict_path() -> Path:
@@ -73,6 +81,13 @@ class OpenVoice:
         if speaker not in self.melo.cfg.spk2id:
             raise ValueError(f"unknown speaker {speaker!r}: expected one of {', '.join(self.speakers)}")
 
+    def check_text(self, text: str) -> str:
+        """The text without what the frontend cannot read, or TextError naming what is wrong."""
+        if len(text) > MAX_TEXT_CHARS:
+            raise TextError(f"text too long: {len(text)} characters, at most {MAX_TEXT_CHARS}")
+        return readable_text(text, lambda c: c in TO_ASCII or self.frontend.readable(c), self.frontend.speakable,
+                             "English in Latin letters")
+
     def reference_se(self, audio: np.ndarray) -> torch.Tensor:
         """Tone colour embedding of reference speech (mono float at the converter's rate).
 
@@ -96,35 +111,26 @@ class OpenVoice:
         """Yield audio piece by piece at `output_rate(target_se is not None)`, pauses included."""
         s = settings or Settings()
         self.check_speaker(speaker)
-        if not text.strip():
-            raise ValueError("text is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ValueError(f"text too long: {len(text)} characters, at most {MAX_TEXT_CHARS}")
+        text = self.check_text(text)
         if not 0.1 <= s.speed <= 10:
             raise ValueError(f"speed {s.speed} out of range [0.1, 10]")
         generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
         sr = self.melo.cfg.sampling_rate
         pause = np.zeros(int(sr * PAUSE_SECONDS / s.speed), np.float32)
-        spoken = False
         for piece in split_sentences(text):
             inputs = self.frontend(piece)
             audio, _ = self.melo.infer(**inputs, speaker_id=self.melo.cfg.spk2id[speaker], sdp_ratio=s.sdp_ratio,
                                        noise_scale=s.noise_scale, noise_scale_w=s.noise_scale_w,
                                        length_scale=1.0 / s.speed, generator=generator)
             audio = np.concatenate([audio.numpy(), pause])
-            spoken = True
             if target_se is None:
                 yield audio
             else:
                 yield self._convert(audio, speaker, target_se, s.tau, generator)
-        if not spoken:
-            raise ValueError("text has nothing to say: only punctuation or symbols")
 
     def _convert(self, audio: np.ndarray, speaker: str, target_se: torch.Tensor, tau: float,
                  generator: torch.Generator) -> np.ndarray:
-        # Upstream hands over a 16-bit WAV: quantise as it is written, scale as it is read back.
-        pcm = np.round(np.clip(audio, -1, 1) * 32767) / 32768
-        x = resample(torch.from_numpy(pcm.astype(np.float32)), self.melo.cfg.sampling_rate, self.converter.sampling_rate)
+        x = resample(torch.from_numpy(pcm16_round_trip(audio)), self.melo.cfg.sampling_rate, self.converter.sampling_rate)
         return self.converter.convert(x, self.base_ses[speaker], target_se, tau=tau, generator=generator).numpy()
 
 

@@ -1,25 +1,26 @@
 """MetaVoice text handling: upstream's normalisation and the BPE stored in each checkpoint.
 
-Normalisation (`fam/llm/utils.py` `normalize_text`) maps typographic punctuation to ASCII,
-refuses anything outside Latin-1 (the BPE was trained on bytes of Latin-1 text only), and
-collapses whitespace. The BPE is a tiktoken `Encoding` rebuilt from the checkpoint's
+Normalisation (`fam/llm/utils.py` `normalize_text`) maps typographic punctuation to ASCII and
+collapses whitespace. Upstream refuses any text with a character outside Latin-1 (the BPE was
+trained on bytes of Latin-1 text only); here such characters, and control characters (which the
+BPE would encode as bytes and the model speak), are left out, and only text with no letter or
+digit left is refused. The BPE is a tiktoken `Encoding` rebuilt from the checkpoint's
 `meta["tokenizer"]`; ids are shifted by the checkpoint's `offset` and end with end-of-text.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import tiktoken
 
-
-class TextError(ValueError):
-    """The text cannot be spoken by this model; the message says why."""
+from ..readable import TextError, readable_text
 
 
 # Upstream's table, code point -> replacement. 2122 (decimal) was meant to be the trade mark
-# sign (U+2122) but maps U+084A; kept as upstream has it, so "™" is refused like any other
+# sign (U+2122) but maps U+084A; kept as upstream has it, so "™" is left out like any other
 # character above U+00FF.
 _TRANSLATE = {
     8175: "'", 8189: "'", 8190: "'",
@@ -33,12 +34,13 @@ _TRANSLATE = {
 _SPACES = re.compile(r"\s\s+")
 
 
+def readable(c: str) -> bool:
+    """Latin-1, less control characters other than the whitespace upstream turns into spaces."""
+    return ord(c) < 256 and (c in "\t\n\r" or unicodedata.category(c)[0] != "C")
+
+
 def normalize_text(text: str) -> str:
-    text = text.translate(_TRANSLATE)
-    bad = sorted({c for c in text if ord(c) >= 256})
-    if bad:
-        shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad[:10])
-        raise TextError(f"the text has characters this model cannot speak: {shown}")
+    text = readable_text(text.translate(_TRANSLATE), readable, str.isalnum, "English in Latin-1 characters")
     for c in "\t\n\r*":
         text = text.replace(c, " ")
     return _SPACES.sub(" ", text.strip())

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from saladcog.tts.attentions import Encoder
-from saladcog.tts.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
-from saladcog.tts.flows import ConvFlow, CouplingBlock, ElementwiseAffine, Flip, TransformerCouplingLayer
-from saladcog.tts.modules import DDSConv, Generator, LayerNorm, PosteriorEncoder
+from saladcog.tts.checkpoint import CheckpointError
+from saladcog.tts.openvoice.attentions import Encoder
+from saladcog.tts.openvoice.checkpoint import load_weight_normed, read_checkpoint
+from saladcog.tts.openvoice.flows import ConvFlow, CouplingBlock, ElementwiseAffine, Flip, TransformerCouplingLayer
+from saladcog.tts.openvoice.modules import DDSConv, Generator, LayerNorm, PosteriorEncoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,5 +212,5 @@ class SynthesizerTrn(nn.Module):
 def load_melo(config_path: str | os.PathLike, checkpoint_path: str | os.PathLike) -> SynthesizerTrn:
     cfg = MeloConfig.from_json(config_path)
     model = SynthesizerTrn(cfg)
-    load_state_dict_strict(model, read_checkpoint(checkpoint_path), str(checkpoint_path))
+    load_weight_normed(model, read_checkpoint(checkpoint_path), str(checkpoint_path))
     return model.eval()

@@ -18,9 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class CheckpointError(ValueError):
-    """A checkpoint does not match the architecture it declares; the message names the key."""
+from ..checkpoint import CheckpointError, check_keys, read_file
 
 
 @dataclasses.dataclass
@@ -249,33 +247,14 @@ class GPT(nn.Module):
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Unpickle one of the official `.pt` files (plain dicts of tensors and Python values)."""
-    try:
-        # weights_only=False: the files hold tiktoken byte tables and config dicts besides
-        # tensors. They come from the pinned Hugging Face snapshot baked into the image.
-        return torch.load(os.fspath(path), map_location="cpu", weights_only=False, mmap=True)
-    except FileNotFoundError as e:
-        raise CheckpointError(f"checkpoint {path} not found") from e
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from e
+    # weights_only=False: the files hold tiktoken byte tables and config dicts besides tensors.
+    # They come from the pinned Hugging Face snapshot baked into the image.
+    return read_file(path, weights_only=False, mmap=True)
 
 
-def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `state` into `module`; any missing, unexpected or mis-shaped key is an error naming it."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing key(s) {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected key(s) {', '.join(unexpected)}")
-        raise CheckpointError(f"{source}: {'; '.join(parts)}")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise CheckpointError(
-                f"{source}: key {k} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}"
-            )
+def assign_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Make `state` the module's tensors; any missing, unexpected or mis-shaped key is an error naming it."""
+    check_keys({k: v.shape for k, v in module.state_dict().items()}, state, source)
     # assign=True: the module was built on the meta device, so the checkpoint's (memory-mapped)
     # tensors become the parameters without a random initialisation or a second copy.
     module.load_state_dict(state, strict=True, assign=True)
@@ -299,5 +278,5 @@ def load_gpt(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tup
     state = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in ckpt["model"].items()}
     with torch.device("meta"):
         model = GPT(config, speaker_dim)
-    load_state_dict_strict(model, state, name)
+    assign_state_dict(model, state, name)
     return model.to(dtype).eval(), meta

@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from saladcog.tts.checkpoint import CheckpointError, load_state_dict_strict, read_checkpoint
-from saladcog.tts.flows import CouplingBlock, ResidualCouplingLayer
-from saladcog.tts.modules import Generator, PosteriorEncoder
+from saladcog.tts.checkpoint import CheckpointError
+from saladcog.tts.openvoice.checkpoint import load_weight_normed, read_checkpoint
+from saladcog.tts.openvoice.flows import CouplingBlock, ResidualCouplingLayer
+from saladcog.tts.openvoice.modules import Generator, PosteriorEncoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +142,7 @@ class ToneColorConverter(nn.Module):
 
 def load_converter(config_path: str | os.PathLike, checkpoint_path: str | os.PathLike) -> ToneColorConverter:
     model = ToneColorConverter(ConverterConfig.from_json(config_path))
-    load_state_dict_strict(model, read_checkpoint(checkpoint_path), str(checkpoint_path))
+    load_weight_normed(model, read_checkpoint(checkpoint_path), str(checkpoint_path))
     return model.eval()
 
 

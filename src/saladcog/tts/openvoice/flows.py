@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from saladcog.tts.attentions import Encoder
-from saladcog.tts.modules import WN, DDSConv
+from saladcog.tts.openvoice.attentions import Encoder
+from saladcog.tts.openvoice.modules import WN, DDSConv
 
 MIN_BIN = 1e-3  # minimum bin width, height and derivative
 

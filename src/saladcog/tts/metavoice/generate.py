@@ -20,7 +20,7 @@ import dataclasses
 
 import torch
 
-from .metavoice_gpt import GPT
+from .gpt import GPT
 
 END_OF_AUDIO = 2048  # first-stage vocabulary: 0-1023 codebook 1, 1024-2047 codebook 2, 2048 end
 CODEBOOK_SIZE = 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .metavoice_gpt import GPT
+from .gpt import GPT
 
 PAD = 1024  # second-stage pad, and the value the heads emit at text and pad positions
 N_CODEBOOKS = 8

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from saladcog.tts.modules import LayerNorm
+from saladcog.tts.openvoice.modules import LayerNorm
 
 
 class MultiHeadAttention(nn.Module):

@@ -1,0 +1,1 @@
+"""OpenVoice v2: MeloTTS English synthesis followed by tone-colour conversion."""

@@ -39,7 +39,7 @@ STORE = Path(os.environ.get("SALADCOG_IMAGE_STORE", "/var/tmp/saladcog-images"))
 # and rebuild every layer.
 HUB_PORT = 47831
 HUB_ENDPOINT = f"http://127.0.0.1:{HUB_PORT}"
-DEBIAN = "localhost/saladcog-standin-debian:bookworm"
+DEBIAN = "localhost/saladcog-standin-debian:bookworm-tini"
 TOOLS = ("podman", "buildah", "mmdebstrap")
 
 
@@ -133,6 +133,10 @@ def make_standin(name: str, workdir: Path) -> None:
             "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
             "ENV UV_NATIVE_TLS=1\n"
             f"ENV HF_ENDPOINT={HUB_ENDPOINT}\n"
+            # Cog's base images carry tini at /sbin/tini as their ENTRYPOINT (Cog's base image
+            # generator starts with the same steps as its CUDA Dockerfile, which install it).
+            "RUN ln -s /usr/bin/tini /sbin/tini\n"
+            'ENTRYPOINT ["/sbin/tini", "--"]\n'
         )
     else:
         raise RuntimeError(f"no stand-in for base image {name}: only Python 3.11 Cog bases and uv")
@@ -144,7 +148,7 @@ def make_debian(workdir: Path) -> None:
         return
     tarball = workdir / "debian.tar"
     run(["mmdebstrap", "--variant=minbase",
-         "--include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates",
+         "--include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates,tini",
          "bookworm", str(tarball)], timeout=900)
     podman("import", str(tarball), DEBIAN)
     tarball.unlink()

@@ -19,7 +19,7 @@ import pytest
 import image_harness
 from conftest import normalize
 from hub_standin import HubStandin
-from saladcog import weights
+from saladcog import salad, weights
 from saladcog.client import data_uri
 from saladcog.serve import free_port
 
@@ -66,8 +66,9 @@ def transcribe(host: str, port: int, wav: Path, **inputs) -> httpx.Response:
 
 
 def test_the_image_transcribes_over_ipv6_and_ipv4(image, clips, tmp_path):
+    """Started with the command examples/salad gives the container group."""
     port = free_port()
-    with image_harness.Container(image, ["/src/ipv6_entrypoint.sh"], {"PORT": str(port)}, tmp_path / "log") as box:
+    with image_harness.Container(image, salad.OUR_IMAGE_COMMAND, {"PORT": str(port)}, tmp_path / "log") as box:
         box.wait_ready(port, timeout=180)
         for host, clip in (("[::1]", clips[0]), ("127.0.0.1", clips[2])):
             body = transcribe(host, port, clip.wav).json()

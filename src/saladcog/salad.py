@@ -157,6 +157,7 @@ def our_image(name: str, image: str, gpu_classes: tuple[str, ...] = GPU_12GB_UP,
 
 EXAMPLES = {
     "whisper-large-v3": our_image("whisper-large-v3", "saladcog-whisper"),
+    "whisper-large-v3-turbo": our_image("whisper-large-v3-turbo", "saladcog-whisper-turbo", memory_mb=12288),
     "distil-whisper": our_image("distil-whisper", "saladcog-distil-whisper", memory_mb=12288),
     "openvoice": our_image("openvoice", "saladcog-openvoice", memory_mb=12288),
     "metavoice": our_image("metavoice", "saladcog-metavoice", GPU_24GB, memory_mb=24576),

@@ -230,16 +230,16 @@ def encode(
     path: str | os.PathLike,
     fmt: str = "wav",
 ) -> Path:
-    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or as MP3 (192 kb/s).
+    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or FLAC, or as MP3 (192 kb/s).
 
     `samples` may be one array or an iterable of blocks (a generator of synthesized pieces):
     each block is written as it comes, so a long text's audio is never held whole in memory.
     """
     path = Path(path)
     blocks = [samples] if isinstance(samples, np.ndarray) else samples
-    codecs = {"wav": "pcm_s16le", "mp3": "libmp3lame"}
+    codecs = {"wav": "pcm_s16le", "flac": "flac", "mp3": "libmp3lame"}
     if fmt not in codecs:
-        raise ValueError(f"unknown audio format {fmt!r}: expected 'wav' or 'mp3'")
+        raise ValueError(f"unknown audio format {fmt!r}: expected one of {', '.join(codecs)}")
     with av.open(str(path), mode="w", format=fmt) as container:
         out = container.add_stream(codecs[fmt], rate=sampling_rate, layout="mono")
         if fmt == "mp3":

@@ -23,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import http.client
 import mimetypes
 import os
 import re
@@ -37,6 +38,7 @@ DEFAULT_FETCH_TIMEOUT_S = 300.0
 # A server that sends nothing for this long fails the fetch; a cancel also lands within it.
 STALL_TIMEOUT_S = 10.0
 _CHUNK_BYTES = 1 << 16
+MAX_REDIRECTS = 5
 # Base64 is decoded this many characters at a time (a multiple of 4), so that a data URI's
 # bytes never exist twice in memory.
 _BASE64_CHUNK = 1 << 20
@@ -146,6 +148,13 @@ def _too_large(name: str, limits: Limits) -> InputError:
     )
 
 
+def _too_slow(name: str, limits: Limits, received: int) -> InputError:
+    return InputError(
+        f"could not fetch {name}: it took longer than {limits.fetch_seconds:g} s "
+        f"({received:,} bytes received; SALADCOG_FETCH_TIMEOUT)"
+    )
+
+
 def _write_data_uri(uri: str, out, limits: Limits, name: str) -> None:
     header, comma, payload = uri.partition(",")
     if not comma:
@@ -166,47 +175,81 @@ def _write_data_uri(uri: str, out, limits: Limits, name: str) -> None:
 
 
 def _download(url: str, out, limits: Limits, name: str) -> None:
-    import requests  # the Cog SDK's own HTTP client, in every image
+    """Write the body of `url` to `out`, within the byte cap and the total deadline.
 
+    The standard library's http.client, not the Cog SDK's requests: `read1` returns whatever
+    has arrived, so the deadline and a cancel are checked between small reads even when a
+    server trickles; requests/urllib3 block until a whole chunk has arrived. No
+    Accept-Encoding is sent, so the bytes counted are the bytes written.
+    """
     deadline = time.monotonic() + limits.fetch_seconds
     received = 0
-    headers = {"User-Agent": os.environ.get("COG_USER_AGENT") or "saladcog"}
+    sock, response = _get(url, name, min(STALL_TIMEOUT_S, limits.fetch_seconds))
     try:
-        with requests.get(
-            url,
-            stream=True,
-            timeout=(STALL_TIMEOUT_S, min(STALL_TIMEOUT_S, limits.fetch_seconds)),
-            headers=headers,
-        ) as response:
-            if response.status_code >= 400:
-                raise InputError(
-                    f"could not fetch {name}: the server answered HTTP "
-                    f"{response.status_code} {response.reason or ''}".rstrip()
-                )
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limits.max_bytes:
+        if response.length is not None and response.length > limits.max_bytes:
+            raise _too_large(name, limits)
+        while chunk := response.read1(_CHUNK_BYTES):
+            received += len(chunk)
+            if received > limits.max_bytes:
                 raise _too_large(name, limits)
-            for chunk in response.iter_content(_CHUNK_BYTES):
-                received += len(chunk)
-                if received > limits.max_bytes:
-                    raise _too_large(name, limits)
-                if time.monotonic() > deadline:
-                    raise InputError(
-                        f"could not fetch {name}: it took longer than {limits.fetch_seconds:g} s "
-                        f"({received:,} bytes received; SALADCOG_FETCH_TIMEOUT)"
-                    )
-                out.write(chunk)
-    except requests.Timeout:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _too_slow(name, limits, received)
+            sock.settimeout(min(STALL_TIMEOUT_S, remaining))
+            out.write(chunk)
+        if response.length:  # Content-Length promised more than came
+            raise InputError(
+                f"could not fetch {name}: the connection closed after {received:,} of "
+                f"{received + response.length:,} bytes"
+            )
+    except TimeoutError:
+        if time.monotonic() >= deadline:  # the last read was given only what was left
+            raise _too_slow(name, limits, received) from None
         raise InputError(
-            f"could not fetch {name}: the server sent nothing for {STALL_TIMEOUT_S:g} s"
+            f"could not fetch {name}: the server sent nothing for {STALL_TIMEOUT_S:g} s "
+            f"({received:,} bytes received)"
         ) from None
-    except requests.RequestException as e:
-        raise InputError(f"could not fetch {name}: {_reason(e)}") from None
+    except (OSError, http.client.HTTPException) as e:
+        raise InputError(f"could not fetch {name}: {e}") from None
+    finally:
+        response.close()
+        sock.close()
 
 
-def _reason(error: Exception) -> str:
-    """The innermost cause of a requests error, without urllib3's object reprs."""
-    while error.__context__ is not None and isinstance(error.__context__, Exception):
-        error = error.__context__
-    text = str(error)
-    return re.sub(r"<[^>]*>: ", "", text) or type(error).__name__
+def _get(url: str, name: str, timeout: float):
+    """(socket, response) for a GET of `url`, following up to MAX_REDIRECTS redirects to
+    http(s) URLs; an error status or a failure raises InputError."""
+    headers = {"User-Agent": os.environ.get("COG_USER_AGENT") or "saladcog"}
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"could not fetch {name}: it redirects to something not an http(s) URL")
+        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            connection.request("GET", target, headers=headers)
+            # The socket, kept here: the connection lets go of it when the response says
+            # "Connection: close", and the read loop sets its timeout.
+            sock = connection.sock
+            response = connection.getresponse()
+        except TimeoutError:
+            connection.close()
+            raise InputError(
+                f"could not fetch {name}: the server did not answer within {timeout:g} s"
+            ) from None
+        except (OSError, http.client.HTTPException) as e:
+            connection.close()
+            raise InputError(f"could not fetch {name}: {e}") from None
+        if response.status < 300:
+            return sock, response
+        response.close()
+        sock.close()
+        location = response.getheader("Location")
+        if response.status in (301, 302, 303, 307, 308) and location:
+            url = urllib.parse.urljoin(url, location)
+            continue
+        raise InputError(
+            f"could not fetch {name}: the server answered HTTP {response.status} {response.reason}".rstrip()
+        )
+    raise InputError(f"could not fetch {name}: more than {MAX_REDIRECTS} redirects")

@@ -100,21 +100,32 @@ class Received:
     name: str
 
 
+# Cog's own Path.validate, kept for the values that are not URLs (module state: the take-over
+# is once per process).
+_cog_validate = None
+
+
 def _validate(cls, value):
+    if isinstance(value, SentFile):
+        return value
     if isinstance(value, str) and value.startswith(("data:", "http://", "https://")):
         return SentFile(value)
-    return value  # a Path, a SentFile, or anything else: fetched() decides
+    return _cog_validate(value)
 
 
 def take_over_cog_paths() -> None:
     """Make Cog's `Path` inputs arrive in run() as `SentFile`s (see the module docstring).
 
     coglet looks `cog.types.Path.validate` up for every prediction, so replacing it once in
-    the worker is enough. This is the only way in: coglet 0.23.1 has no setting for it.
+    the worker is enough; values that are not URLs keep Cog's own handling. This is the only
+    way in: coglet 0.23.1 has no setting for it.
     """
+    global _cog_validate
     import cog.types
 
-    cog.types.Path.validate = classmethod(_validate)
+    if _cog_validate is None:
+        _cog_validate = cog.types.Path.validate
+        cog.types.Path.validate = classmethod(_validate)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from saladcog.asr import formats
 # anything else, such as a path on the server, is refused (saladcog/inputs.py says why).
 inputs.take_over_cog_paths()
 
+
 class WhisperInputs:
     """Inputs shared by the Whisper runners. Class attributes, because `cog build` reads the
     schema statically and resolves `Input()` references of this form (not module constants)."""

@@ -12,7 +12,7 @@ opens each file input with `fetched()`, which writes it to a temporary file unde
 below, deletes that file whatever happens, and refuses anything that is not a SentFile with
 one message, whatever the string was (so it tells nothing about the server's files).
 
-Limits, from the environment (README, "Limits"):
+Limits, from the environment (README, "Limits and hostile input"):
     SALADCOG_MAX_INPUT_BYTES   largest input file, data URI or download (default 1 GB)
     SALADCOG_FETCH_TIMEOUT     seconds a URL download may take in all (default 300)
 """

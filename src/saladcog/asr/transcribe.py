@@ -4,9 +4,9 @@ The file is decoded as a stream and cut into clips (2 minutes by default) at qui
 (`clips.py`); each clip is transcribed on its own and its timestamps are shifted by the clip's
 offset, so peak memory depends on the clip length, not on the file's. Long silences are cut
 out of the clips before decoding (`clips.without_silence`): silence gives no text. The language
-detected on the first clip with sound is kept for the rest. Each clip starts without the previous clip's text as a
-prompt (the user's `initial_prompt` opens every clip): Whisper tends to repeat a prompt where a
-clip's speech ends, and a clip always ends.
+detected on the first clip with sound is kept for the rest. Each clip starts without the
+previous clip's text as a prompt (the user's `initial_prompt` opens every clip): Whisper tends
+to repeat a prompt where a clip's speech ends, and a clip always ends.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import predict
 from saladcog import audio
-from saladcog.client import data_uri
+from saladcog.client import Client, PredictionError, data_uri
 from saladcog.serve import CogServer
 
 MAX_BYTES = 4_000_000
@@ -142,6 +142,20 @@ def test_errors_name_the_url_or_the_upload_never_a_temporary_file(server, clips,
     for error in (error, failed(server, {"audio": f"{hostile}/gone.mp3"})):
         assert "SECRET" not in error and "tmp" not in error and "notes" not in error, error
     assert "HTTP 404" in error and f"{hostile}/gone.mp3" in error, error
+    assert_serves_next(server, clips, scratch)
+
+
+def test_the_client_says_failed_once_in_the_runners_words(server, clips, scratch, tmp_path):
+    """coglet wraps the error as "Prediction failed: Prediction failed: AudioError: …"; the
+    client's message keeps the runner's words and says "failed" once."""
+    text = tmp_path / "notes.wav"
+    text.write_text("This is a text file, not a recording.\n" * 20)
+    with Client(server.url("[::1]")) as client, pytest.raises(PredictionError) as caught:
+        client.predict({"audio": text})
+    message = str(caught.value)
+    assert message.count("failed") == 1, message
+    assert message.endswith("failed: the uploaded audio is not an audio or video file that FFmpeg can read "
+                            "(Invalid data found when processing input)"), message
     assert_serves_next(server, clips, scratch)
 
 

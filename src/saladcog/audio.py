@@ -122,9 +122,11 @@ def probe(
             _TRUNCATION_TOLERANCE_S, 0.02 * declared
         ):
             # Cut short, the bytes present hold as much audio as their bit rate says; damaged
-            # inside, the demuxer read bytes that gave no audio.
+            # inside, the demuxer read bytes that gave no audio. A variable bit rate is only an
+            # average, hence the margin of a tenth of the whole.
             bit_rate = stream.bit_rate or stream.codec_context.bit_rate
-            if bit_rate and packet_bytes * 8 / bit_rate - duration > _TRUNCATION_TOLERANCE_S:
+            unreadable = packet_bytes * 8 / bit_rate - duration if bit_rate else 0.0
+            if unreadable > max(_TRUNCATION_TOLERANCE_S, 0.1 * declared):
                 raise AudioError(
                     f"{name} is damaged inside: its header says {declared:.2f} s, its data "
                     f"should hold {packet_bytes * 8 / bit_rate:.2f} s, but only {duration:.2f} s "

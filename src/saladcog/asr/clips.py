@@ -80,7 +80,9 @@ def speech_spans(audio: np.ndarray, sampling_rate: int) -> list[tuple[int, int]]
     padded = np.zeros(n_frames * frame, dtype=np.float32)
     padded[: audio.shape[0]] = audio
     energy = np.sqrt(np.mean(padded.reshape(n_frames, frame).astype(np.float64) ** 2, axis=1))
-    smoothed = np.convolve(energy, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES, mode="same")
+    # A centred 200 ms moving average, one value per frame even when there are fewer frames.
+    full = np.convolve(energy, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES)
+    smoothed = full[(SMOOTH_FRAMES - 1) // 2 : (SMOOTH_FRAMES - 1) // 2 + n_frames]
     sound = np.flatnonzero(smoothed > SILENCE_RMS)
     if sound.size == 0:
         return []

@@ -15,8 +15,13 @@ from typing import Any, Optional
 
 from cog import BaseModel, BaseRunner, Input, Path, streaming
 
-from saladcog import weights
+from saladcog import inputs, weights
 from saladcog.asr import formats
+
+# File inputs reach run() as sent (data URI or URL) and are fetched by saladcog within limits;
+# anything else, such as a path on the server, is refused (saladcog/inputs.py says why).
+inputs.take_over_cog_paths()
+
 
 class WhisperInputs:
     """Inputs shared by the Whisper runners. Class attributes, because `cog build` reads the
@@ -130,7 +135,8 @@ class Whisper(BaseRunner):
             condition_on_previous_text=condition_on_previous_text,
         )
         started = time.perf_counter()
-        result = transcribe(self.model, audio, options)
+        with inputs.fetched(audio, "audio") as sent:
+            result = transcribe(self.model, sent.path, options, name=sent.name)
         seconds = time.perf_counter() - started
         return TranscriptionOutput(
             detected_language=result.detected.language,
@@ -200,9 +206,10 @@ class WhisperStream(Whisper):
             initial_prompt=initial_prompt,
             condition_on_previous_text=condition_on_previous_text,
         )
-        segments, _ = transcribe_stream(self.model, audio, options)
-        for segment in segments:
-            yield segment_dict(segment, with_words=word_timestamps)
+        with inputs.fetched(audio, "audio") as sent:
+            segments, _ = transcribe_stream(self.model, sent.path, options, name=sent.name)
+            for segment in segments:
+                yield segment_dict(segment, with_words=word_timestamps)
 
 
 class SpeechOutput(BaseModel):
@@ -255,7 +262,10 @@ class MetaVoice(BaseRunner):
 
         started = time.perf_counter()
         self.engine.check_text(text)  # refuse bad text before decoding any audio
-        voice = self.default_voice if reference_audio is None else self.engine.speaker_embedding(reference_audio)
+        voice = self.default_voice
+        if reference_audio is not None:
+            with inputs.fetched(reference_audio, "reference audio") as sent:
+                voice = self.engine.speaker_embedding(sent.path, name=sent.name)
         seed = random.randint(0, 2**31 - 1) if seed is None else seed
         params = SamplingParams(guidance=guidance, temperature=temperature, top_p=top_p)
         speech = write_speech(self.engine.stream(text, voice, params, seed), SAMPLE_RATE, output_format)
@@ -302,7 +312,7 @@ class OpenVoice(BaseRunner):
         seed: Optional[int] = Input(description="Random seed for reproducible speech; empty: random.", default=None),
     ) -> SpeechOutput:
         from saladcog import audio
-        from saladcog.tts.openvoice.engine import Settings
+        from saladcog.tts.openvoice.engine import MAX_REFERENCE_SECONDS, Settings
         from saladcog.tts.speech import write_speech
 
         if language.strip().lower() not in ("en", "english"):
@@ -310,7 +320,10 @@ class OpenVoice(BaseRunner):
         started = time.perf_counter()
         target_se = None
         if reference_audio is not None:
-            reference = audio.decode(reference_audio, self.engine.converter.sampling_rate)
+            with inputs.fetched(reference_audio, "reference audio") as sent:
+                reference = audio.decode(
+                    sent.path, self.engine.converter.sampling_rate, name=sent.name, first_seconds=MAX_REFERENCE_SECONDS
+                )
             target_se = self.engine.reference_se(reference)
         rate = self.engine.output_rate(cloning=target_se is not None)
         pieces = self.engine.synthesize(text, speaker, Settings(speed=speed), seed=seed, target_se=target_se)

@@ -38,6 +38,15 @@ def _truncated_mp3(tmp_path, clips):
     return {"audio": data_uri(path)}
 
 
+def _damaged_mp3(tmp_path, clips):
+    """A sixth of the file, in its middle, overwritten with zeros: damaged, not cut short."""
+    path = tmp_path / "damaged.mp3"
+    audio.encode(clips[0].samples, 16000, path, "mp3")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 2] = bytes(len(data) // 2 - len(data) // 3)
+    path.write_bytes(bytes(data))
+    return {"audio": data_uri(path)}
+
 
 def _unknown_language(tmp_path, clips):
     return {"audio": data_uri(clips[0].wav), "language": "xx"}
@@ -51,7 +60,8 @@ CASES = {
     "text file": (_text_file, "not an audio or video file"),
     "empty file": (_empty_file, "is empty"),
     "0.1 s file": (_too_short, "too short"),
-    "truncated mp3": (_truncated_mp3, "truncated"),
+    "truncated mp3": (_truncated_mp3, "the uploaded audio is truncated"),
+    "damaged mp3": (_damaged_mp3, "the uploaded audio is damaged inside"),
     "unknown language": (_unknown_language, "unknown language code 'xx'"),
     "translate on English-only": (_translate_english_only, "English-only"),
 }

@@ -1,8 +1,10 @@
 """Decode any media file that FFmpeg reads (audio or video) to mono float32 at a chosen rate.
 
 Long files are decoded block by block (`stream`), so memory stays flat whatever their length;
-`probe` checks a file before any model time is spent on it. Every problem with the input is
-raised as `AudioError`, whose message names the file and what is wrong with it.
+`probe` checks a file before any model time is spent on it, and refuses audio longer than the
+server's cap (SALADCOG_MAX_AUDIO_SECONDS) from the header before reading on. Every problem with
+the input is raised as `AudioError`, whose message names the file as the caller knows it
+(`name`: its URL, "the uploaded audio"; by default the file's own name) and what is wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ import numpy as np
 MIN_SECONDS = 0.25
 # A file whose packets end this much before its header's duration is truncated.
 _TRUNCATION_TOLERANCE_S = 0.5
+# The longest audio a server accepts (SALADCOG_MAX_AUDIO_SECONDS): 4 hours.
+DEFAULT_MAX_AUDIO_SECONDS = 4 * 3600.0
+
+
+def max_audio_seconds() -> float:
+    return float(os.environ.get("SALADCOG_MAX_AUDIO_SECONDS") or DEFAULT_MAX_AUDIO_SECONDS)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 class AudioError(ValueError):
@@ -34,37 +47,59 @@ class AudioInfo:
     codec: str
 
 
-def _open(path: Path):
+def _open(path: Path, name: str):
     try:
         size = os.path.getsize(path)
     except OSError as e:
-        raise AudioError(f"cannot read audio file {path.name}: {e.strerror}") from e
+        raise AudioError(f"cannot read {name}: {e.strerror}") from e
     if size == 0:
-        raise AudioError(f"audio file {path.name} is empty (0 bytes)")
+        raise AudioError(f"{name} is empty (0 bytes)")
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as e:
         raise AudioError(
-            f"{path.name} is not an audio or video file that FFmpeg can read ({e.strerror})"
+            f"{name} is not an audio or video file that FFmpeg can read ({e.strerror})"
         ) from e
     if not container.streams.audio:
         container.close()
-        raise AudioError(f"{path.name} has no audio stream")
+        raise AudioError(f"{name} has no audio stream")
     return container
 
 
-def probe(path: str | os.PathLike) -> AudioInfo:
+def _too_long(name: str, length: str, limit: float) -> AudioError:
+    return AudioError(
+        f"{name} is too long: {length}; this server accepts at most {_clock(limit)} "
+        "(h:mm:ss, SALADCOG_MAX_AUDIO_SECONDS)"
+    )
+
+
+def probe(
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    max_seconds: float | None = None,
+    first_seconds: float | None = None,
+) -> AudioInfo:
     """Check that `path` holds a whole, long-enough audio stream; read no samples.
 
     Demuxing (not decoding) the packets is fast even for hours of audio, and it tells the
-    real length: a truncated file whose header promises more is refused here.
+    real length: a truncated file whose header promises more is refused here. Audio longer
+    than `max_seconds` (default: the server's cap) is refused from its header when the header
+    says so, else as soon as the packets pass the cap. With `first_seconds`, only that much is
+    checked: the caller uses no more (a voice reference).
     """
     path = Path(path)
-    with _open(path) as container:
+    name = name or path.name
+    limit = max_audio_seconds() if max_seconds is None else max_seconds
+    with _open(path, name) as container:
         stream = container.streams.audio[0]
+        declared = _declared_duration(container, stream)
+        if declared is not None and declared > limit and first_seconds is None:
+            raise _too_long(name, f"its header says {_clock(declared)}", limit)
         time_base = stream.time_base
         end = 0.0
         first = None
+        packet_bytes = 0
         try:
             for packet in container.demux(stream):
                 if packet.pts is None:
@@ -72,22 +107,38 @@ def probe(path: str | os.PathLike) -> AudioInfo:
                 start = float(packet.pts * time_base)
                 first = start if first is None else min(first, start)
                 end = max(end, start + float((packet.duration or 0) * time_base))
+                packet_bytes += packet.size
+                if first_seconds is not None and end - first >= first_seconds:
+                    break
+                if end - first > limit:
+                    raise _too_long(name, f"more than {_clock(limit)} of audio", limit)
         except av.error.FFmpegError as e:
-            raise AudioError(f"{path.name} is corrupt: {e.strerror}") from e
+            raise AudioError(f"{name} is corrupt: {e.strerror}") from e
         if first is None:
-            raise AudioError(f"{path.name} contains no audio data")
+            raise AudioError(f"{name} contains no audio data")
         duration = end - first
-        declared = _declared_duration(container, stream)
-        if declared is not None and declared - duration > max(
+        reached_end = first_seconds is None or duration < first_seconds
+        if reached_end and declared is not None and declared - duration > max(
             _TRUNCATION_TOLERANCE_S, 0.02 * declared
         ):
+            # Cut short, the bytes present hold as much audio as their bit rate says; damaged
+            # inside, the demuxer read bytes that gave no audio. A variable bit rate is only an
+            # average, hence the margin of a tenth of the whole.
+            bit_rate = stream.bit_rate or stream.codec_context.bit_rate
+            unreadable = packet_bytes * 8 / bit_rate - duration if bit_rate else 0.0
+            if unreadable > max(_TRUNCATION_TOLERANCE_S, 0.1 * declared):
+                raise AudioError(
+                    f"{name} is damaged inside: its header says {declared:.2f} s, its data "
+                    f"should hold {packet_bytes * 8 / bit_rate:.2f} s, but only {duration:.2f} s "
+                    "of it can be read as audio"
+                )
             raise AudioError(
-                f"{path.name} is truncated: its header says {declared:.2f} s "
+                f"{name} is truncated: its header says {declared:.2f} s "
                 f"but only {duration:.2f} s of audio is present"
             )
         if duration < MIN_SECONDS:
             raise AudioError(
-                f"{path.name} is too short: {duration:.2f} s of audio, "
+                f"{name} is too short: {duration:.2f} s of audio, "
                 f"at least {MIN_SECONDS} s is needed"
             )
         codec = stream.codec_context
@@ -109,17 +160,25 @@ def _declared_duration(container, stream) -> float | None:
 
 
 def stream(
-    path: str | os.PathLike, sampling_rate: int = 16000, block_seconds: float = 30.0
+    path: str | os.PathLike,
+    sampling_rate: int = 16000,
+    block_seconds: float = 30.0,
+    *,
+    name: str | None = None,
+    first_seconds: float | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield the audio as mono float32 blocks of `block_seconds` (the last may be shorter)."""
+    """Yield the audio as mono float32 blocks of `block_seconds` (the last may be shorter);
+    with `first_seconds`, stop reading the file once that much has been yielded."""
     path = Path(path)
+    name = name or path.name
     block = max(1, int(block_seconds * sampling_rate))
+    remaining = None if first_seconds is None else int(first_seconds * sampling_rate)
     resampler = av.audio.resampler.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
     pending: list[np.ndarray] = []
     pending_len = 0
-    with _open(path) as container:
+    with _open(path, name) as container:
         frames = container.decode(audio=0)
-        while True:
+        while remaining is None or remaining > 0:
             try:
                 frame = next(frames)
             except StopIteration:
@@ -127,30 +186,43 @@ def stream(
             except av.error.InvalidDataError:
                 continue  # one damaged frame: skip it, as FFmpeg's own tools do
             except av.error.FFmpegError as e:
-                raise AudioError(f"{path.name} could not be decoded: {e.strerror}") from e
+                raise AudioError(f"{name} could not be decoded: {e.strerror}") from e
             if frame is not None:
                 frame.pts = None  # resample by sample count; broken timestamps must not matter
             for out in resampler.resample(frame):
                 samples = out.to_ndarray().reshape(-1)
                 pending.append(samples)
                 pending_len += samples.shape[0]
-            while pending_len >= block:
+            while True:
+                size = block if remaining is None else min(block, remaining)
+                if size <= 0 or pending_len < size:
+                    break
                 joined = np.concatenate(pending)
-                yield joined[:block]
-                rest = joined[block:]
+                yield joined[:size]
+                remaining = None if remaining is None else remaining - size
+                rest = joined[size:]
                 pending, pending_len = ([rest] if rest.size else []), rest.shape[0]
             if frame is None:
                 break
-    if pending_len:
-        yield np.concatenate(pending)
+    if pending_len and (remaining is None or remaining > 0):
+        yield np.concatenate(pending)[:remaining]
 
 
-def decode(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
-    """The whole file as one mono float32 array, after `probe` has accepted it."""
-    probe(path)
-    blocks = list(stream(path, sampling_rate, block_seconds=60.0))
+def decode(
+    path: str | os.PathLike,
+    sampling_rate: int = 16000,
+    *,
+    name: str | None = None,
+    first_seconds: float | None = None,
+) -> np.ndarray:
+    """The file (or its first `first_seconds`) as one mono float32 array, after `probe` has
+    accepted it. Memory is bounded by what is returned, never by the file's length."""
+    probe(path, name=name, first_seconds=first_seconds)
+    blocks = list(
+        stream(path, sampling_rate, block_seconds=60.0, name=name, first_seconds=first_seconds)
+    )
     if not blocks:
-        raise AudioError(f"{Path(path).name} contains no decodable audio")
+        raise AudioError(f"{name or Path(path).name} contains no decodable audio")
     return np.concatenate(blocks)
 
 
@@ -160,16 +232,16 @@ def encode(
     path: str | os.PathLike,
     fmt: str = "wav",
 ) -> Path:
-    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or as MP3 (192 kb/s).
+    """Write mono float samples in [-1, 1] as 16-bit PCM WAV or FLAC, or as MP3 (192 kb/s).
 
     `samples` may be one array or an iterable of blocks (a generator of synthesized pieces):
     each block is written as it comes, so a long text's audio is never held whole in memory.
     """
     path = Path(path)
     blocks = [samples] if isinstance(samples, np.ndarray) else samples
-    codecs = {"wav": "pcm_s16le", "mp3": "libmp3lame"}
+    codecs = {"wav": "pcm_s16le", "flac": "flac", "mp3": "libmp3lame"}
     if fmt not in codecs:
-        raise ValueError(f"unknown audio format {fmt!r}: expected 'wav' or 'mp3'")
+        raise ValueError(f"unknown audio format {fmt!r}: expected one of {', '.join(codecs)}")
     with av.open(str(path), mode="w", format=fmt) as container:
         out = container.add_stream(codecs[fmt], rate=sampling_rate, layout="mono")
         if fmt == "mp3":

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import mimetypes
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,12 +48,18 @@ class ClientError(RuntimeError):
     """A request the server refused or that could not be delivered; the message says why."""
 
 
+# coglet 0.23.1 wraps an error raised in run() as "Prediction failed: Prediction failed: <Type>: ".
+_COGLET_WRAPPING = re.compile(r"^(?:Prediction failed: )+(?:\w+(?:Error|Exception): )?")
+
+
 class PredictionError(ClientError):
-    """The prediction ran and ended failed or canceled; `.prediction` holds its final state."""
+    """The prediction ran and ended failed or canceled; `.prediction` holds its final state.
+    The message says "failed" once, with the runner's own words (`.prediction.error` is as sent)."""
 
     def __init__(self, prediction: Prediction):
         self.prediction = prediction
-        super().__init__(f"prediction {prediction.id} {prediction.status}: {prediction.error or ''}".rstrip(": "))
+        error = _COGLET_WRAPPING.sub("", prediction.error or "")
+        super().__init__(f"prediction {prediction.id} {prediction.status}: {error}".rstrip(": "))
 
 
 @dataclasses.dataclass

@@ -2,10 +2,11 @@
 
 The file is decoded as a stream and cut into clips (2 minutes by default) at quiet points
 (`clips.py`); each clip is transcribed on its own and its timestamps are shifted by the clip's
-offset, so peak memory depends on the clip length, not on the file's. The language detected
-on the first clip is kept for the rest. Each clip starts without the previous clip's text as a
-prompt (the user's `initial_prompt` opens every clip): Whisper tends to repeat a prompt where a
-clip's speech ends, and a clip always ends.
+offset, so peak memory depends on the clip length, not on the file's. Long silences are cut
+out of the clips before decoding (`clips.without_silence`): silence gives no text. The language
+detected on the first clip with sound is kept for the rest. Each clip starts without the
+previous clip's text as a prompt (the user's `initial_prompt` opens every clip): Whisper tends
+to repeat a prompt where a clip's speech ends, and a clip always ends.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from faster_whisper import BatchedInferencePipeline
 from faster_whisper.transcribe import Segment, TranscriptionInfo, Word
 
 from saladcog import audio
-from saladcog.asr.clips import clips
+from saladcog.asr.clips import clips, without_silence
 from saladcog.asr.formats import to_text
 from saladcog.asr.model import LoadedModel, check_request
 
@@ -127,18 +128,34 @@ def _run_clip(
 
 
 def transcribe_stream(
-    model: LoadedModel, path, options: TranscribeOptions = TranscribeOptions()
+    model: LoadedModel,
+    path,
+    options: TranscribeOptions = TranscribeOptions(),
+    *,
+    name: str | None = None,
 ) -> tuple[Iterator[Segment], Detected]:
-    """Check the request and the file, detect the language on the first clip, then return
-    a generator of segments (timestamps relative to the whole file) and what was detected."""
+    """Check the request and the file, detect the language on the first clip with sound, then
+    return a generator of segments (timestamps relative to the whole file) and what was
+    detected. `name` is how errors name the file (its URL, "the uploaded audio")."""
     check_request(model, options.task, options.language)
-    info = audio.probe(path)
-    clip_iter = clips(
-        audio.stream(path, SAMPLING_RATE, block_seconds=WINDOW_SECONDS),
+    info = audio.probe(path, name=name)
+    clip_iter = without_silence(
+        clips(
+            audio.stream(path, SAMPLING_RATE, block_seconds=WINDOW_SECONDS, name=name),
+            SAMPLING_RATE,
+            options.clip_seconds,
+        ),
         SAMPLING_RATE,
-        options.clip_seconds,
     )
-    first_offset, first_samples = next(clip_iter)
+    first = next(clip_iter, None)
+    if first is None:  # all silence: nothing to detect, nothing to say
+        detected = Detected(
+            language=options.language or ("" if model.multilingual else "en"),
+            language_probability=0.0,
+            duration=round(info.duration, 3),
+        )
+        return iter(()), detected
+    first_offset, first_samples = first
     first_segments, first_info = _run_clip(model, first_samples, options, options.language)
     detected = Detected(
         language=first_info.language,
@@ -163,10 +180,14 @@ def transcribe_stream(
 
 
 def transcribe(
-    model: LoadedModel, path, options: TranscribeOptions = TranscribeOptions()
+    model: LoadedModel,
+    path,
+    options: TranscribeOptions = TranscribeOptions(),
+    *,
+    name: str | None = None,
 ) -> Transcription:
     started = time.perf_counter()
-    segments, detected = transcribe_stream(model, path, options)
+    segments, detected = transcribe_stream(model, path, options, name=name)
     collected = list(segments)
     return Transcription(
         detected=detected, segments=collected, processing_seconds=time.perf_counter() - started

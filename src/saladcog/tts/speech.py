@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from saladcog import audio
+from saladcog.outputs import output_path
 
 
 @dataclasses.dataclass
@@ -34,7 +34,7 @@ class Speech:
 
 def write_speech(pieces: Iterable[np.ndarray], sample_rate: int, fmt: str) -> Speech:
     """Encode each piece as soon as it is synthesized: memory stays flat for a whole chapter."""
-    path = Path(tempfile.mkdtemp(prefix="saladcog-tts-")) / f"speech.{fmt}"
+    path = output_path(f"speech.{fmt}")  # replaces the previous prediction's file
     counted = Speech(path=path, audio_seconds=0.0, pieces=0)
 
     def count(blocks: Iterable[np.ndarray]):

@@ -102,18 +102,19 @@ class MetaVoice:
         codec = EncodecModel.from_pretrained(os.fspath(encodec_dir))
         return cls(first, first_meta, second, second_meta, speaker, codec, dev, dt)
 
-    def speaker_embedding(self, path: str | os.PathLike) -> torch.Tensor:
-        """(256,) unit embedding of the voice in an audio file (any format FFmpeg reads)."""
-        wav = audio.decode(path, SPEAKER_RATE)
-        name = Path(path).name
+    def speaker_embedding(self, path: str | os.PathLike, name: str | None = None) -> torch.Tensor:
+        """(256,) unit embedding of the voice in an audio file (any format FFmpeg reads); only
+        its first MAX_REFERENCE_S are read. `name`: how errors name the file."""
+        name = name or Path(path).name
+        wav = audio.decode(path, SPEAKER_RATE, name=name, first_seconds=MAX_REFERENCE_S)
         if len(wav) < MIN_REFERENCE_S * SPEAKER_RATE:
             raise audio.AudioError(
-                f"reference audio {name} is too short: {len(wav) / SPEAKER_RATE:.2f} s, "
+                f"{name} is too short: {len(wav) / SPEAKER_RATE:.2f} s, "
                 f"at least {MIN_REFERENCE_S:.0f} s of speech is needed (30 s or more clones best)"
             )
-        wav = trim_silence(wav[: int(MAX_REFERENCE_S * SPEAKER_RATE)])
+        wav = trim_silence(wav)
         if len(wav) == 0 or not np.any(wav):
-            raise audio.AudioError(f"reference audio {name} is silent")
+            raise audio.AudioError(f"{name} is silent")
         return self.speaker_encoder.embed(wav)
 
     def check_text(self, text: str) -> str:

@@ -31,6 +31,7 @@ from saladcog.tts.textsplit import TO_ASCII, split_sentences
 MAX_TEXT_CHARS = 200_000  # about 35,000 words: a long chapter
 PAUSE_SECONDS = 0.05
 REFERENCE_SEGMENT_SECONDS = 10.0  # upstream averages the embedding over ~10 s parts of the reference
+MAX_REFERENCE_SECONDS = 120.0  # only the first 2 minutes of a reference are read: flat memory
 MIN_REFERENCE_RMS = 1e-3  # about -60 dBFS: quieter than this there is no voice to clone
 
 

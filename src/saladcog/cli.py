@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--ready-timeout", type=float, default=600.0)
     serve.add_argument(
         "--front-door",
-        choices=["auto", "bind", "relay"],
+        choices=["auto", "bind", "relay", "openai"],
         help="start through ipv6_entrypoint.sh in this mode, as the images do on Salad",
     )
     serve.set_defaults(func=cmd_serve)

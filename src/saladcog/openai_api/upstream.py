@@ -1,0 +1,110 @@
+"""The Cog server behind the front door: predictions for the /v1 routes, and every other request
+passed through byte for byte (Cog's own API: /predictions, /health-check, /openapi.json, …)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from saladcog.client import _error_text
+from saladcog.openai_api.errors import ApiError, bad_request, busy, not_ready
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) and Host belong to one connection, not to the request.
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+              b"upgrade", b"host"}
+
+
+def runner_message(error: str) -> str:
+    """The runner's own words: coglet wraps them as `Prediction failed: … ValueError: <words>`."""
+    return re.sub(r"^(Prediction failed: )*(\w+(Error|Exception): )?", "", error.strip()) or error
+
+
+class Upstream:
+    def __init__(self, url: str):
+        # No read timeout: a prediction takes as long as its audio needs; the caller bounds it.
+        self.client = httpx.AsyncClient(
+            base_url=url, timeout=httpx.Timeout(None, connect=10.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+        self._schema: dict | None = None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def input_schema(self) -> dict:
+        """The runner's input properties, from Cog's /openapi.json (read once it answers)."""
+        if self._schema is None:
+            response = await self._request("GET", "/openapi.json")
+            if response.status_code != 200:
+                raise not_ready(f"the Cog server's /openapi.json answers HTTP {response.status_code}")
+            schema = response.json()
+            self._schema = schema["components"]["schemas"]["Input"]["properties"]
+        return self._schema
+
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return await self.client.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            raise not_ready(f"the Cog server does not answer ({type(e).__name__})") from e
+
+    async def predict(self, inputs: dict) -> dict:
+        """Run one prediction and return its output; Cog's answers become OpenAI's errors:
+        busy (409) → 429, starting (503) → 503, invalid input (422) or a failed run → 400."""
+        prediction_id = uuid.uuid4().hex
+        response = await self._request(
+            "PUT", f"/predictions/{prediction_id}", json={"id": prediction_id, "input": inputs}
+        )
+        if response.status_code == 409:
+            raise busy()
+        if response.status_code == 503:
+            raise not_ready(_error_text(response))
+        if response.status_code == 422:
+            raise bad_request(_error_text(response))
+        if response.status_code != 200:
+            raise ApiError(502, f"the Cog server answered HTTP {response.status_code}: {_error_text(response)}")
+        body = response.json()
+        if body.get("status") == "failed":
+            raise bad_request(runner_message(str(body.get("error") or "the prediction failed")))
+        if body.get("status") != "succeeded":
+            raise ApiError(500, f"the prediction ended {body.get('status')}")
+        return body["output"]
+
+    async def proxy(self, scope, receive, send) -> None:
+        """Pass one request through to the Cog server and stream its answer back."""
+        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+
+        async def body():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                yield message.get("body", b"")
+                if not message.get("more_body"):
+                    return
+
+        target = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        request = self.client.build_request(scope["method"], target, headers=headers,
+                                            content=body() if has_body else None)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TransportError as e:
+            await send({"type": "http.response.start", "status": 502,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "http.response.body", "body": f"the Cog server does not answer: {e}".encode()})
+            return
+        try:
+            await send({
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP],
+            })
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()

@@ -46,6 +46,7 @@ class SpeechRequest:
     response_format: str = "mp3"
     speed: float = 1.0
     stream_format: str = "audio"
+    seed: int | None = None  # not OpenAI's: same seed, same audio (the runners' `seed`)
 
     def pieces(self) -> list[str]:
         """The text as the engine would split it; text with no speakable piece is sent whole,
@@ -58,6 +59,8 @@ class SpeechRequest:
             inputs["speaker"] = self.speaker
         if "speed" in schema:
             inputs["speed"] = self.speed
+        if self.seed is not None and "seed" in schema:
+            inputs["seed"] = self.seed
         return inputs
 
 
@@ -98,7 +101,10 @@ def parse_request(body, schema: dict) -> SpeechRequest:
     stream_format = body.get("stream_format") or "audio"
     if stream_format not in ("audio", "sse"):
         raise bad_request(f"stream_format {stream_format!r} is not supported: use audio or sse", "stream_format")
-    return SpeechRequest(text, known[voice], fmt, float(speed), stream_format)
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise bad_request("seed must be an integer", "seed")
+    return SpeechRequest(text, known[voice], fmt, float(speed), stream_format, seed)
 
 
 def wav_samples(output: dict) -> tuple[np.ndarray, int]:

@@ -21,6 +21,15 @@ def runner_message(error: str) -> str:
     return re.sub(r"^(Prediction failed: )*(\w+(Error|Exception): )?", "", error.strip()) or error
 
 
+def _resolve(prop: dict, components: dict) -> dict:
+    """An input property with its choices inline: Cog puts them under `allOf: [{$ref}]`."""
+    resolved = dict(prop)
+    for part in prop.get("allOf", []):
+        name = part.get("$ref", "").rpartition("/")[2]
+        resolved.update(components.get(name, {}))
+    return resolved
+
+
 class Upstream:
     def __init__(self, url: str):
         # No read timeout: a prediction takes as long as its audio needs; the caller bounds it.
@@ -39,8 +48,9 @@ class Upstream:
             response = await self._request("GET", "/openapi.json")
             if response.status_code != 200:
                 raise not_ready(f"the Cog server's /openapi.json answers HTTP {response.status_code}")
-            schema = response.json()
-            self._schema = schema["components"]["schemas"]["Input"]["properties"]
+            components = response.json()["components"]["schemas"]
+            self._schema = {name: _resolve(prop, components)
+                            for name, prop in components["Input"]["properties"].items()}
         return self._schema
 
     async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:

@@ -3,7 +3,9 @@ passed through byte for byte (Cog's own API: /predictions, /health-check, /opena
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 
 import httpx
@@ -12,6 +14,9 @@ from saladcog.client import _error_text
 from saladcog.openai_api.errors import ApiError, bad_request, busy, not_ready
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) and Host belong to one connection, not to the request.
+# coglet frees its one slot just after it answers: a 409 within this window is not a busy server.
+SLOT_RELEASE_S = 0.3
+
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
               b"upgrade", b"host"}
 
@@ -63,11 +68,16 @@ class Upstream:
         """Run one prediction and return its output; Cog's answers become OpenAI's errors:
         busy (409) → 429, starting (503) → 503, invalid input (422) or a failed run → 400."""
         prediction_id = uuid.uuid4().hex
-        response = await self._request(
-            "PUT", f"/predictions/{prediction_id}", json={"id": prediction_id, "input": inputs}
-        )
-        if response.status_code == 409:
-            raise busy()
+        deadline = time.monotonic() + SLOT_RELEASE_S
+        while True:
+            response = await self._request(
+                "PUT", f"/predictions/{prediction_id}", json={"id": prediction_id, "input": inputs}
+            )
+            if response.status_code != 409:
+                break
+            if time.monotonic() > deadline:
+                raise busy()
+            await asyncio.sleep(0.02)
         if response.status_code == 503:
             raise not_ready(_error_text(response))
         if response.status_code == 422:

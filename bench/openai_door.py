@@ -13,12 +13,15 @@ Figures (one client, one keep-alive connection, requests in sequence):
   big      a --big-mb MB file: as a data URI in POST /predictions on every path (what Cog's API
            takes), and through the door also as OpenAI's multipart upload to
            /v1/audio/transcriptions (spooled to disk, served to coglet on loopback)
-and the door's peak RSS (VmHWM) after the uploads.
+and the door's peak RSS (VmHWM) after the uploads. `--upload-mb 500` instead sends one upload of
+that size through the door only (streamed from the client, never whole in its memory) and reports
+the time and the door's peak RSS.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import subprocess
@@ -75,6 +78,30 @@ def openai_upload(nbytes: int):
     return call
 
 
+def streamed_openai_upload(host: str, port: int, nbytes: int) -> float:
+    """One multipart upload of nbytes zeros, generated as it is sent; its seconds."""
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n").encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+
+    def body():
+        yield head
+        block = b"\0" * (1 << 20)
+        for start in range(0, nbytes, len(block)):
+            yield block[: min(len(block), nbytes - start)]
+        yield tail
+
+    conn = http.client.HTTPConnection(host, port, timeout=600)
+    started = time.perf_counter()
+    conn.request("POST", "/v1/audio/transcriptions", body=body(), headers={
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+        "Content-Length": str(len(head) + nbytes + len(tail))})
+    response = conn.getresponse()
+    payload = response.read()
+    assert response.status == 200 and json.loads(payload)["text"] == str(nbytes), payload[:200]
+    return time.perf_counter() - started
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -89,6 +116,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per path, small requests")
     parser.add_argument("--big-mb", type=float, default=50.0)
     parser.add_argument("--big-requests", type=int, default=5)
+    parser.add_argument("--upload-mb", type=float, help="only: one upload of this size through the door")
     args = parser.parse_args()
     big = int(args.big_mb * 1e6)
 
@@ -104,6 +132,11 @@ def main() -> None:
         try:
             for host, port in paths.values():
                 wait_listening(host, port)
+            if args.upload_mb:
+                seconds = streamed_openai_upload("::1", door_port, int(args.upload_mb * 1e6))
+                print(f"door: {args.upload_mb:g} MB OpenAI upload in {seconds:.2f} s; "
+                      f"door peak RSS {peak_rss_mib(door.pid):.0f} MiB")
+                return
             results: dict[str, dict] = {}
             small_prediction = cog_prediction(1000)
             big_prediction = cog_prediction(big)

@@ -183,6 +183,22 @@ def test_too_large_upload_is_413(client):
     assert error.value.status_code == 413 and "5 MB" in error.value.body["message"]
 
 
+def test_too_large_chunked_upload_is_413_while_reading(server):
+    """No Content-Length to refuse it by: the front door counts as it reads, stops at the limit,
+    and deletes what it had spooled (checked after every test)."""
+    def body():
+        yield (b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+               b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n")
+        for _ in range(MAX_UPLOAD_MB + 2):
+            yield b"\0" * 1_000_000
+        yield b"\r\n--b--\r\n"
+
+    response = httpx.post(f"{server.url('[::1]')}/v1/audio/transcriptions", content=body(), headers={
+        "Content-Type": "multipart/form-data; boundary=b", "Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
 def test_api_key_protects_v1_only(server, clips):
     with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="wrong", max_retries=0) as wrong:
         with pytest.raises(openai.AuthenticationError):

@@ -37,9 +37,6 @@ class Uploads:
             self._files.pop(token, None)
             upload.path.unlink(missing_ok=True)
 
-    def __len__(self) -> int:
-        return len(self._files)
-
     async def serve(self, scope, receive, send) -> None:
         """GET /uploads/<token>/<name>: the file, once; anything else 404."""
         token = scope["path"][len(PREFIX):].split("/", 1)[0] if scope["path"].startswith(PREFIX) else ""

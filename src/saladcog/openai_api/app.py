@@ -8,6 +8,7 @@ import hmac
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from saladcog.openai_api import speech, transcription
@@ -84,7 +85,13 @@ class OpenAIDoor:
             await send(message)
 
         try:
-            await self.route(scope, receive, tracked_send)
+            try:
+                await self.route(scope, receive, tracked_send)
+            except ApiError:
+                raise
+            except Exception as e:  # a fault of this server: logged, and answered in OpenAI's shape
+                traceback.print_exc()
+                raise ApiError(500, f"internal error in the front door: {type(e).__name__}: {e}") from e
         except ApiError as e:
             if started:  # a stream already under way: all that can be done is to end it
                 print(f"openai front door: {scope['path']}: {e.message}", file=sys.stderr)

@@ -30,6 +30,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.wait_ready(timeout=args.ready_timeout)
         print(f"READY: POST {server.url()}/predictions", file=sys.stderr)
+        if args.front_door == "openai":
+            print(f"OpenAI API: base_url={server.url()}/v1", file=sys.stderr)
         return server.process.wait()
     except ServerError as e:
         print(e, file=sys.stderr)

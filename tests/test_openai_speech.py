@@ -158,3 +158,22 @@ def test_transcription_route_on_a_speech_model(client, tmp_path):
     with pytest.raises(openai.NotFoundError) as error:
         client.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"RIFF"))
     assert "does not do transcription" in error.value.body["message"]
+
+
+def test_a_caller_who_hangs_up_stops_the_synthesis(server):
+    """After the first piece the caller closes the stream: the front door synthesizes at most
+    the piece under way, not the rest of the text (counted in the Cog server's own log)."""
+    pieces = len(list(split_sentences(LONG)))
+    started_before = server.log_path.read_text().count("Starting prediction")
+    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="unused") as client:
+        with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=LONG, response_format="pcm",
+        ) as response:
+            next(response.iter_bytes())
+    deadline = time.monotonic() + 30
+    while server.health() != "READY" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # time enough for a third piece to start, were it to
+    assert server.health() == "READY"
+    started = server.log_path.read_text().count("Starting prediction") - started_before
+    assert started <= 2 < pieces, (started, pieces)

@@ -59,6 +59,12 @@ async def _read_json(receive, limit: int):
         raise bad_request(f"the request body is not valid JSON: {e}") from None
 
 
+async def _disconnected(receive) -> None:
+    """Returns when the caller has gone (after the request body has been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class OpenAIDoor:
     def __init__(self, upstream: Upstream, uploads: Uploads, *, model: str, spool_dir: Path,
                  loopback_port: int, max_upload_bytes: int, api_key: str | None = None):
@@ -186,10 +192,17 @@ class OpenAIDoor:
                 await _chunk(send, speech.sse_delta(data) if sse else data)
 
         await emit(encoder.encode(samples))
-        for piece in pieces[1:]:
-            output = await self._predict_waiting(request.cog_inputs(piece, schema))
-            samples, _ = speech.wav_samples(output)
-            await emit(encoder.encode(samples))
+        # A caller who hangs up (or whose gateway times out) frees the GPU after the current piece.
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            for piece in pieces[1:]:
+                if gone.done():
+                    return
+                output = await self._predict_waiting(request.cog_inputs(piece, schema))
+                samples, _ = speech.wav_samples(output)
+                await emit(encoder.encode(samples))
+        finally:
+            gone.cancel()
         await emit(encoder.close())
         if sse:
             await _chunk(send, speech.sse_done(len(request.text.split())))

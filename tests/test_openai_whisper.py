@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import httpx
@@ -197,6 +198,25 @@ def test_too_large_chunked_upload_is_413_while_reading(server):
         "Content-Type": "multipart/form-data; boundary=b", "Authorization": f"Bearer {API_KEY}"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_upload_cut_off_midway_leaves_nothing(server, spool):
+    """The caller hangs up halfway through a 2 MB upload: the partial file is deleted."""
+    head = (b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.wav\"\r\n\r\n")
+    with socket.create_connection(("::1", server.port)) as sock:
+        sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 2000000\r\n\r\n" + head + b"\0" * 1_000_000)
+        deadline = time.monotonic() + 10
+        while not spooled_files(spool) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert spooled_files(spool), "the upload was not being spooled"
+    deadline = time.monotonic() + 10
+    while spooled_files(spool) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert spooled_files(spool) == []
 
 
 def test_api_key_protects_v1_only(server, clips):

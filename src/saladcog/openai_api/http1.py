@@ -41,25 +41,21 @@ class Response:
     _connection: _Connection | None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; the connection goes back to the pool once it is read."""
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            while True:
-                event = await self._pool.next_event(connection)
-                if isinstance(event, h11.Data):
-                    yield bytes(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-            self._pool.release(connection)
-            connection = None
-        finally:
-            if connection is not None:  # not read to the end: nobody can reuse it
-                connection.close()
+        """The body as it arrives; the connection goes back to the pool once it is all read
+        (`close` drops it if the reader stops before)."""
+        while self._connection is not None:
+            event = await self._pool.next_event(self._connection)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                connection, self._connection = self._connection, None
+                self._pool.release(connection)
 
     async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
+        try:
+            return b"".join([chunk async for chunk in self.chunks()])
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._connection is not None:

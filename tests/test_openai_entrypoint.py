@@ -38,7 +38,7 @@ def test_front_door_death_ends_the_container_nonzero():
 def test_sigterm_stops_server_and_front_door():
     with CogServer(ECHO_RUNNER, front_door="openai") as server:
         server.wait_ready(timeout=60)
-        assert "mode openai" in server.log_tail(200)
+        assert "OpenAI audio API front door on" in server.log_tail(200)
         os.kill(server.process.pid, signal.SIGTERM)
         server.process.wait(timeout=15)
         deadline = time.monotonic() + 5

@@ -22,16 +22,15 @@ from saladcog.openai_api.app import OpenAIDoor
 from saladcog.openai_api.uploads import Uploads
 from saladcog.openai_api.upstream import Upstream
 
-# The runners' names in `saladcog serve` (and in saladcog.serve.RUNNERS), by class.
-MODEL_NAMES = {"Whisper": "whisper", "WhisperStream": "whisper", "DistilWhisper": "distil-whisper",
-               "OpenVoice": "openvoice", "MetaVoice": "metavoice"}
-
-
 def default_model() -> str:
+    """SALADCOG_OPENAI_MODEL, else the runner's name in `saladcog serve` (whisper, openvoice, …)."""
     if os.environ.get("SALADCOG_OPENAI_MODEL"):
         return os.environ["SALADCOG_OPENAI_MODEL"]
+    from saladcog.serve import RUNNERS
+
     runner = os.environ.get("COG_PREDICT_TYPE_STUB", "").rpartition(":")[2]
-    return MODEL_NAMES.get(runner, runner.lower() or "cog")
+    names = {ref.rpartition(":")[2]: name for name, ref in RUNNERS.items()}
+    return names.get(runner, runner.lower() or "cog")
 
 
 def listen(host: str, port: int) -> socket.socket:

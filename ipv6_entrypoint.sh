@@ -1,13 +1,15 @@
 #!/bin/sh
 # IPv6 front door for any Cog image: serve the Cog HTTP server on [::]:$PORT.
 #
-#   COG_IPV6_MODE  auto (default) | bind | relay
+#   COG_IPV6_MODE  auto (default) | bind | relay | openai
 #     bind   the server itself listens on IPv6, done the way its generation allows:
 #            cog <= 0.9.9 (host hard-coded "0.0.0.0"): the same line patched in memory;
 #            cog 0.9.10 - 0.16.x (uvicorn): --host ::;   coglet (0.17 and later): --host [::].
 #            uvicorn listens IPv6-only, so a socat leg keeps 127.0.0.1:$PORT answering.
 #     relay  the server on 127.0.0.1:$COG_INTERNAL_PORT, socat from [::]:$PORT (both stacks).
 #     auto   bind when the installed cog's version is known, relay otherwise.
+#     openai relay, with saladcog's OpenAI audio API front door in socat's place (saladcog
+#            images only: docs/openai.md); Cog's own API passes through it unchanged.
 #   PORT               public port (default 5000)
 #   COG_INTERNAL_PORT  relay mode: the server's loopback port (default PORT+1)
 #   COG_PYTHON         absolute path of the image's Python (default: found as Cog lays it out)
@@ -47,9 +49,12 @@ is_port "$port" || die "PORT must be a TCP port number 1-65535, got '$port'; ref
 
 mode=${COG_IPV6_MODE:-auto}
 case $mode in
-    auto | bind | relay) ;;
-    *) die "COG_IPV6_MODE must be auto, bind or relay, got '$mode'; refusing to start" ;;
+    auto | bind | relay | openai) ;;
+    *) die "COG_IPV6_MODE must be auto, bind, relay or openai, got '$mode'; refusing to start" ;;
 esac
+# openai is relay mode with another program in front: from here on, mode is relay.
+front=socat
+if [ "$mode" = openai ]; then mode=relay front=openai; fi
 
 if [ -n "${COG_INTERNAL_PORT-}" ]; then
     internal=$COG_INTERNAL_PORT
@@ -159,7 +164,7 @@ command -v socat >/dev/null 2>&1 || have_socat=""
 # Generation-specific server command, as the positional parameters; the relay target goes
 # on loopback (IPv4) and bind mode on [::].
 if [ "$mode" = relay ]; then
-    [ -n "$have_socat" ] || die "relay mode needs socat, which is not installed"
+    [ -n "$have_socat" ] || [ "$front" = openai ] || die "relay mode needs socat, which is not installed"
     host4=127.0.0.1
     server_port=$internal
     case $generation in
@@ -260,7 +265,11 @@ server=$!
 
 # socat options: nodelay on both legs (socat's default Nagle costs ~25 ms per small
 # keep-alive request), a 256 KiB buffer (twice the throughput on multi-MB bodies).
-if [ "$mode" = relay ]; then
+if [ "$front" = openai ]; then
+    say "OpenAI audio API front door on [::]:$port"
+    "$python" -m saladcog.openai_api --port "$port" --upstream "http://127.0.0.1:$internal" &
+    relays=$!
+elif [ "$mode" = relay ]; then
     socat -b 262144 "TCP6-LISTEN:$port,ipv6only=0,reuseaddr,fork,nodelay" \
         "TCP4:127.0.0.1:$internal,nodelay" &
     relays=$!

@@ -158,7 +158,7 @@ def test_arguments_pass_through_and_the_cog_cmd_is_dropped(cog_version, tmp_path
         ("PORT", "5000; touch {pwned}", "PORT must be a TCP port number"),
         ("PORT", "$(touch {pwned})", "PORT must be a TCP port number"),
         ("PORT", "99999", "PORT must be a TCP port number"),
-        ("COG_IPV6_MODE", "bind`touch {pwned}`", "COG_IPV6_MODE must be auto, bind or relay"),
+        ("COG_IPV6_MODE", "bind`touch {pwned}`", "COG_IPV6_MODE must be auto, bind, relay or openai"),
         ("COG_INTERNAL_PORT", "1 && touch {pwned}", "COG_INTERNAL_PORT must be a TCP port number"),
         ("COG_PYTHON", "python; touch {pwned}", "COG_PYTHON must be an absolute path"),
         ("COG_SHUTDOWN_TIMEOUT", "5s; touch {pwned}", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),

@@ -30,6 +30,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.wait_ready(timeout=args.ready_timeout)
         print(f"READY: POST {server.url()}/predictions", file=sys.stderr)
+        if args.front_door == "openai":
+            print(f"OpenAI API: base_url={server.url()}/v1", file=sys.stderr)
         return server.process.wait()
     except ServerError as e:
         print(e, file=sys.stderr)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--ready-timeout", type=float, default=600.0)
     serve.add_argument(
         "--front-door",
-        choices=["auto", "bind", "relay"],
+        choices=["auto", "bind", "relay", "openai"],
         help="start through ipv6_entrypoint.sh in this mode, as the images do on Salad",
     )
     serve.set_defaults(func=cmd_serve)

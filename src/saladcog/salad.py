@@ -161,6 +161,9 @@ EXAMPLES = {
     "distil-whisper": our_image("distil-whisper", "saladcog-distil-whisper", memory_mb=12288),
     "openvoice": our_image("openvoice", "saladcog-openvoice", memory_mb=12288),
     "metavoice": our_image("metavoice", "saladcog-metavoice", GPU_24GB, memory_mb=24576),
+    # The Whisper image with OpenAI's audio API in front of Cog's (docs/openai.md).
+    "whisper-large-v3-openai": our_image("whisper-large-v3-openai", "saladcog-whisper",
+                                         env={"COG_IPV6_MODE": "openai"}),
     # Any Cog image rebuilt with wrapper/Dockerfile: its own ENTRYPOINT already is the front door.
     "wrapped-whisper": GroupConfig(
         name="wrapped-whisper",
@@ -227,6 +230,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         body["container"]["image"] = args.image
     if args.name:
         body["name"] = body["display_name"] = args.name
+    if args.front_door:
+        body["container"]["environment_variables"]["COG_IPV6_MODE"] = args.front_door
     group = create(body, args.organization, args.project, api_key)
     print(f"created container group {group.name} ({group.id_})")
     return 0
@@ -253,4 +258,6 @@ def add_subcommand(sub) -> None:
     make.add_argument("--project", required=True)
     make.add_argument("--image", help="replace the configuration's image")
     make.add_argument("--name", help="replace the container group's name")
+    make.add_argument("--front-door", choices=["auto", "bind", "relay", "openai"],
+                      help="ipv6_entrypoint.sh's mode (COG_IPV6_MODE); openai adds OpenAI's audio API")
     make.set_defaults(func=cmd_create)

@@ -1,0 +1,75 @@
+"""ipv6_entrypoint.sh in openai mode keeps the relay mode's lifecycle (the front door and the Cog
+server live and die together, SIGTERM stops both), answers 503 while the model loads, and passes
+Cog's own server-sent events through as they come."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+
+from client_harness import long_recording
+from entrypoint_harness import ECHO, children, cmdline, session_processes
+from saladcog.client import Client
+from saladcog.serve import CogServer
+
+ECHO_RUNNER = f"{ECHO / 'predict.py'}:Predictor"
+
+
+def front_door_pid(server: CogServer) -> int:
+    for pid in children(server.process.pid):
+        if "saladcog.openai_api" in cmdline(pid):
+            return pid
+    raise AssertionError(f"no front door under {server.process.pid}:\n{server.log_tail()}")
+
+
+def test_front_door_death_ends_the_container_nonzero():
+    with CogServer(ECHO_RUNNER, front_door="openai") as server:
+        server.wait_ready(timeout=60)
+        os.kill(front_door_pid(server), signal.SIGKILL)
+        started = time.monotonic()
+        assert server.process.wait(timeout=10) != 0
+        assert time.monotonic() - started < 2.0
+        assert server.health() == ""
+
+
+def test_sigterm_stops_server_and_front_door():
+    with CogServer(ECHO_RUNNER, front_door="openai") as server:
+        server.wait_ready(timeout=60)
+        assert "OpenAI audio API front door on" in server.log_tail(200)
+        os.kill(server.process.pid, signal.SIGTERM)
+        server.process.wait(timeout=15)
+        deadline = time.monotonic() + 5
+        while session_processes(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session_processes(server.process.pid) == []
+
+
+def test_not_ready_is_503_with_retry_after():
+    """While the model loads, the /v1 routes answer OpenAI's 503 (the SDKs retry it)."""
+    with CogServer(ECHO_RUNNER, front_door="openai", env={"ECHO_SETUP_SECONDS": "30"}) as server:
+        deadline = time.monotonic() + 30
+        while server.health() != "STARTING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.health() == "STARTING"
+        response = httpx.post(f"{server.url()}/v1/audio/speech",
+                              json={"model": "tts-1", "voice": "alloy", "input": "Hello."})
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        error = response.json()["error"]
+        assert error["type"] == "server_error" and error["code"] == "model_not_ready"
+        assert error["message"].startswith("the model is not ready")
+
+
+def test_cog_event_stream_passes_through_as_it_comes(tmp_path):
+    """WhisperStream's segments (Cog's SSE) reach the caller through the front door while the
+    prediction still runs, not all at its end."""
+    recording = long_recording(tmp_path / "long.wav", repeats=3)
+    with CogServer("whisper-stream", front_door="openai") as server, Client(server.url("[::1]")) as client:
+        server.wait_ready(timeout=180)
+        sent_at = time.monotonic()
+        arrivals = [(time.monotonic(), event.event) for event in client.stream({"audio": recording, "beam_size": 1})]
+    outputs = [t for t, name in arrivals if name == "output"]
+    assert arrivals[-1][1] == "completed" and len(outputs) >= 3
+    assert outputs[0] - sent_at < 0.6 * (arrivals[-1][0] - sent_at)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import jiwer
+import openai
 import pytest
 
 import image_harness
@@ -82,6 +83,18 @@ def test_the_image_transcribes_over_ipv6_and_ipv4(image, clips, tmp_path):
         assert httpx.get(f"http://[::1]:{port}/openapi.json", timeout=10).status_code == 200
         log = box.log()
     assert "loaded /weights/whisper-large-v3" in log
+
+
+def test_the_image_serves_openais_audio_api(image, clips, tmp_path):
+    """COG_IPV6_MODE=openai in the built image: its Python carries the front door's packages."""
+    port = free_port()
+    env = {"PORT": str(port), "COG_IPV6_MODE": "openai"}
+    with image_harness.Container(image, salad.OUR_IMAGE_COMMAND, env, tmp_path / "log") as box:
+        box.wait_ready(port, timeout=180)
+        client = openai.OpenAI(base_url=f"http://[::1]:{port}/v1", api_key="unused", max_retries=0)
+        with clips[4].wav.open("rb") as upload:
+            text = client.audio.transcriptions.create(model="whisper-1", file=upload, response_format="text")
+        assert jiwer.wer(clips[4].text, normalize(text)) <= 0.15, text
 
 
 def test_the_wrapper_image_answers_through_its_entrypoint(image, clips, tmp_path):

@@ -234,7 +234,7 @@ class MetaVoice(BaseRunner):
 
     def run(
         self,
-        text: str = Input(description="Text to speak (English; Latin-1 characters; at most 5000)."),
+        text: str = Input(description="Text to speak (English, at most 5000 characters; emoji, control characters and letters outside Latin-1 are dropped)."),
         reference_audio: Optional[Path] = Input(
             description="Voice to clone: speech in any format FFmpeg reads, 1 s minimum, 30 s or more clones best; only the first 120 s are used. Empty: a public-domain LibriVox narrator.",
             default=None,

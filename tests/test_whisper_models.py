@@ -1,5 +1,6 @@
-"""The large-v3 and distil-large-v3 code paths, end to end through the real Cog server, on tiny
-random models of their real shapes (tests/tiny_whisper.py)."""
+"""The large-v3, large-v3-turbo and distil-large-v3 code paths, end to end through the real Cog
+server, on tiny random models of their real shapes (tests/tiny_whisper.py): 128 mel bins, large-v3's
+vocabulary, and each one's number of decoder layers relative to the others (turbo 4, distil 2)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from tiny_whisper import LANGUAGES, make_tiny_whisper
 GO_FORWARD = SPEECH / "goforward.wav"
 
 
-@pytest.fixture(scope="module", params=[("whisper", "large-v3"), ("distil-whisper", "distil-large-v3")])
+@pytest.fixture(
+    scope="module",
+    params=[("whisper", "large-v3", 2), ("whisper-turbo", "large-v3-turbo", 4), ("distil-whisper", "distil-large-v3", 2)],
+    ids=lambda param: param[1],
+)
 def random_model_server(request, tmp_path_factory):
-    runner, name = request.param
-    model_dir = make_tiny_whisper(tmp_path_factory.mktemp("models") / name)
+    runner, name, decoder_layers = request.param
+    model_dir = make_tiny_whisper(tmp_path_factory.mktemp("models") / name, decoder_layers=decoder_layers)
     with CogServer(runner, env={"SALADCOG_MODEL_DIR": str(model_dir)}) as server:
         server.wait_ready(timeout=180)
         yield server, name

@@ -79,16 +79,20 @@ def test_bad_inputs_fail_clearly_and_the_server_stays_ready(client, server, tmp_
     assert client.predict({"audio": clips()[1]}).status == "succeeded"
 
 
-def test_async_prediction_delivers_start_output_completed_in_order(client, receiver):
+def test_async_prediction_delivers_start_output_completed_once_each(client, receiver):
     prediction = client.predict_async(
         {"audio": clips()[2]}, webhook=receiver.url, store=receiver.store, timeout=60
     )
     events = receiver.store.events(prediction.id)
-    assert [e.event for e in events] == ["start", "output", "completed"]
+    # coglet sends the output and completed webhooks without waiting for each other, so on a
+    # busy machine they may arrive in either order: the store goes by the event, not the order.
+    assert events[0].event == "start"
+    assert sorted(e.event for e in events) == ["completed", "output", "start"]
     assert {e.prediction_id for e in events} == {prediction.id}
     assert {e.body["id"] for e in events} == {prediction.id}
-    assert events[-1].body["status"] == "succeeded"
-    assert prediction.output["text"] == events[-1].body["output"]["text"]
+    completed = receiver.store.completed(prediction.id)
+    assert completed["status"] == "succeeded"
+    assert prediction.output["text"] == completed["output"]["text"]
     assert "dashwood" not in normalize(prediction.output["text"])  # clip 0890: "unless to be rather…"
     assert "selfish" in normalize(prediction.output["text"])
 

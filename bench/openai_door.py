@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
 
-from relay import measure, wait_listening  # noqa: E402
+from relay import measure, prediction_call, wait_listening  # noqa: E402
 from saladcog.serve import CogServer, free_port  # noqa: E402
 
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
@@ -45,21 +45,9 @@ def health(conn) -> None:
 
 
 def cog_prediction(nbytes: int):
-    """POST /predictions with an nbytes file as a data URI; resent on coglet's 409 just after
-    its previous answer (it frees the slot a moment after answering)."""
+    """POST /predictions with an nbytes file as a data URI."""
     uri = "data:application/octet-stream;base64," + base64.b64encode(b"\0" * nbytes).decode()
-    body = json.dumps({"input": {"audio": uri}}).encode()
-
-    def call(conn):
-        for _ in range(1000):
-            conn.request("POST", "/predictions", body=body, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-            if response.status != 409:
-                break
-            time.sleep(0.005)
-        assert response.status == 200 and json.loads(payload)["output"]["text"] == str(nbytes), payload[:200]
-    return call
+    return prediction_call({"audio": uri}, lambda payload: json.loads(payload)["output"]["text"] == str(nbytes))
 
 
 def openai_upload(nbytes: int):

@@ -114,6 +114,10 @@ def tiny_encodec():
 class TinyWeights:
     model_dir: Path
 
+    def server_env(self) -> dict[str, str]:
+        """The environment that points the MetaVoice runner at these weights."""
+        return {"METAVOICE_MODEL_DIR": str(self.model_dir), "METAVOICE_ENCODEC_DIR": str(self.encodec)}
+
     @property
     def first(self) -> Path:
         return self.model_dir / "first_stage.pt"

@@ -120,6 +120,16 @@ def write_all(root: Path) -> dict[str, Path]:
             "bert_dir": write_bert(root / "bert"), "cmudict_path": write_cmudict(root / "cmudict.rep")}
 
 
+def server_env(weights: dict[str, Path]) -> dict[str, str]:
+    """The environment that points the OpenVoice runner at these weights."""
+    return {
+        "OPENVOICE_MELO_DIR": str(weights["melo_dir"]),
+        "OPENVOICE_DIR": str(weights["openvoice_dir"]),
+        "OPENVOICE_BERT_DIR": str(weights["bert_dir"]),
+        "OPENVOICE_CMUDICT": str(weights["cmudict_path"]),
+    }
+
+
 @pytest.fixture(scope="session")
 def openvoice_weights(tmp_path_factory) -> dict[str, Path]:
     """The tiny weights in the published layouts, written once per test session."""

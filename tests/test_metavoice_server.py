@@ -20,7 +20,7 @@ REFERENCE = Path(__file__).parent / "data" / "speech" / "librivox" / "sense_and_
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     weights = tiny.write_all(tmp_path_factory.mktemp("metavoice-weights"))
-    env = {"METAVOICE_MODEL_DIR": str(weights.model_dir), "METAVOICE_ENCODEC_DIR": str(weights.encodec)}
+    env = weights.server_env()
     with CogServer("metavoice", env=env) as srv:
         srv.wait_ready(timeout=180)
         yield srv

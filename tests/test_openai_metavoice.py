@@ -16,7 +16,7 @@ from tests import metavoice_tiny as tiny
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     weights = tiny.write_all(tmp_path_factory.mktemp("metavoice-weights"))
-    env = {"METAVOICE_MODEL_DIR": str(weights.model_dir), "METAVOICE_ENCODEC_DIR": str(weights.encodec)}
+    env = weights.server_env()
     with CogServer("metavoice", env=env, front_door="openai") as server:
         server.wait_ready(timeout=180)
         with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="unused") as client:

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from conftest import predict
-from openvoice_fixtures import openvoice_weights  # noqa: F401  (fixture)
+from openvoice_fixtures import openvoice_weights, server_env  # noqa: F401  (fixture)
 from saladcog.client import decode_data_uri
 from saladcog.serve import CogServer
 from saladcog.tts.textsplit import split_sentences
@@ -29,12 +29,7 @@ LONG = "Hello world, the cat sat on the mat. It is a voice of five and twenty do
 
 @pytest.fixture(scope="module")
 def server(openvoice_weights):  # noqa: F811
-    env = {
-        "OPENVOICE_MELO_DIR": str(openvoice_weights["melo_dir"]),
-        "OPENVOICE_DIR": str(openvoice_weights["openvoice_dir"]),
-        "OPENVOICE_BERT_DIR": str(openvoice_weights["bert_dir"]),
-        "OPENVOICE_CMUDICT": str(openvoice_weights["cmudict_path"]),
-    }
+    env = server_env(openvoice_weights)
     with CogServer("openvoice", env=env, front_door="openai") as server:
         server.wait_ready(timeout=180)
         yield server

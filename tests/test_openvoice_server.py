@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import librivox, predict
-from openvoice_fixtures import openvoice_weights  # noqa: F401  (fixture)
+from openvoice_fixtures import openvoice_weights, server_env  # noqa: F401  (fixture)
 from saladcog import audio
 from saladcog.client import data_uri
 from saladcog.serve import CogServer
@@ -21,12 +21,7 @@ TEXT = "Hello world, the cat sat on the mat. " * 5
 
 @pytest.fixture(scope="module")
 def server(openvoice_weights):  # noqa: F811
-    env = {
-        "OPENVOICE_MELO_DIR": str(openvoice_weights["melo_dir"]),
-        "OPENVOICE_DIR": str(openvoice_weights["openvoice_dir"]),
-        "OPENVOICE_BERT_DIR": str(openvoice_weights["bert_dir"]),
-        "OPENVOICE_CMUDICT": str(openvoice_weights["cmudict_path"]),
-    }
+    env = server_env(openvoice_weights)
     with CogServer("openvoice", env=env) as server:
         server.wait_ready(timeout=180)
         yield server

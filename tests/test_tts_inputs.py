@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import predict
+import openvoice_fixtures
 from openvoice_fixtures import openvoice_weights  # noqa: F401  (fixture)
 from saladcog import audio
 from saladcog.client import data_uri
@@ -51,13 +52,7 @@ def scratch(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def openvoice(openvoice_weights, scratch):  # noqa: F811
-    env = {
-        "TMPDIR": str(scratch),
-        "OPENVOICE_MELO_DIR": str(openvoice_weights["melo_dir"]),
-        "OPENVOICE_DIR": str(openvoice_weights["openvoice_dir"]),
-        "OPENVOICE_BERT_DIR": str(openvoice_weights["bert_dir"]),
-        "OPENVOICE_CMUDICT": str(openvoice_weights["cmudict_path"]),
-    }
+    env = {"TMPDIR": str(scratch), **openvoice_fixtures.server_env(openvoice_weights)}
     with CogServer("openvoice", env=env) as server:
         server.wait_ready(timeout=180)
         yield server
@@ -66,7 +61,7 @@ def openvoice(openvoice_weights, scratch):  # noqa: F811
 @pytest.fixture(scope="module")
 def metavoice(tmp_path_factory):
     weights = metavoice_tiny.write_all(tmp_path_factory.mktemp("metavoice-weights"))
-    env = {"METAVOICE_MODEL_DIR": str(weights.model_dir), "METAVOICE_ENCODEC_DIR": str(weights.encodec)}
+    env = weights.server_env()
     with CogServer("metavoice", env=env) as server:
         server.wait_ready(timeout=180)
         yield server

@@ -179,13 +179,23 @@ def build(config: str, tag: str, cache: bool = True) -> Built:
         (bundle / "Dockerfile").write_text(f"FROM {tag}-unbundled\nCOPY --from=cog_build openapi_schema.json .cog/\n")
         podman("build", "--isolation", "chroot", "--build-context", f"cog_build={bundle}",
                "-f", str(bundle / "Dockerfile"), "-t", tag, str(bundle))
-        return Built(tag, time.monotonic() - started)
+        seconds = time.monotonic() - started
+    prune()
+    return Built(tag, seconds)
+
+
+def prune() -> None:
+    """Remove the images no tag leads to any more (earlier builds of a tag). vfs stores every
+    layer as a full copy of the file system, so each build would otherwise leave gigabytes; the
+    layers under a tagged image, the build cache of the next build, stay."""
+    podman("image", "prune", "--force")
 
 
 def build_wrapper(base: str, tag: str) -> None:
     """wrapper/Dockerfile on top of `base`, from the repository root as its header says."""
     podman("build", "--isolation", "chroot", "--network", "host", "--build-arg", f"BASE_IMAGE={base}",
            "-f", "wrapper/Dockerfile", "-t", tag, ".")
+    prune()
 
 
 def inspect(name: str) -> dict:

@@ -41,6 +41,8 @@ HUB_PORT = 47831
 HUB_ENDPOINT = f"http://127.0.0.1:{HUB_PORT}"
 DEBIAN = "localhost/saladcog-standin-debian:bookworm-tini"
 TOOLS = ("podman", "buildah", "mmdebstrap")
+# podman and buildah share one store; vfs, because overlay mounts are not available here.
+STORAGE = ["--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), "--storage-driver", "vfs"]
 
 
 def cog_tool() -> str | None:
@@ -53,6 +55,16 @@ def missing_tools() -> list[str]:
     return missing + [tool for tool in TOOLS if not shutil.which(tool)]
 
 
+def skip_or_fail(message: str) -> None:
+    """A tool these tests need is missing: skip with `message`, but fail under CI (CI=true),
+    whose machine must have them all."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def run(args: list[str], timeout: float = 900, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
     if result.returncode != 0:
@@ -61,18 +73,15 @@ def run(args: list[str], timeout: float = 900, **kwargs) -> subprocess.Completed
 
 
 def podman(*args: str, timeout: float = 900) -> str:
-    storage = ["--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), "--storage-driver", "vfs"]
-    return run(["podman", *storage, *args], timeout=timeout, cwd=REPO).stdout
+    return run(["podman", *STORAGE, *args], timeout=timeout, cwd=REPO).stdout
 
 
 def buildah(*args: str, timeout: float = 120) -> str:
-    storage = ["--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), "--storage-driver", "vfs"]
-    return run(["buildah", *storage, *args], timeout=timeout, cwd=REPO).stdout
+    return run(["buildah", *STORAGE, *args], timeout=timeout, cwd=REPO).stdout
 
 
 def image_exists(name: str) -> bool:
-    storage = ["--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), "--storage-driver", "vfs"]
-    return subprocess.run(["podman", *storage, "image", "exists", name], timeout=60).returncode == 0
+    return subprocess.run(["podman", *STORAGE, "image", "exists", name], timeout=60).returncode == 0
 
 
 @dataclass
@@ -225,9 +234,8 @@ class Container:
         buildah("from", "--name", self.name, self.image)
         env_args = [arg for key, value in self.env.items() for arg in ("-e", f"{key}={value}")]
         self._log = self.log_path.open("wb")
-        storage = ["--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), "--storage-driver", "vfs"]
         self.process = subprocess.Popen(
-            ["buildah", *storage, "run", "--isolation", "chroot", "--network", "host",
+            ["buildah", *STORAGE, "run", "--isolation", "chroot", "--network", "host",
              "--workingdir", self.workdir, *env_args, self.name, "--", *self.command],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -49,7 +49,12 @@ class ClientError(RuntimeError):
 
 
 # coglet 0.23.1 wraps an error raised in run() as "Prediction failed: Prediction failed: <Type>: ".
-_COGLET_WRAPPING = re.compile(r"^(?:Prediction failed: )+(?:\w+(?:Error|Exception): )?")
+_COGLET_WRAPPING = re.compile(r"^(?:Prediction failed: )*(?:\w+(?:Error|Exception): )?")
+
+
+def runner_message(error: str) -> str:
+    """The runner's own words from a failed prediction's `error`, without coglet's wrapping."""
+    return _COGLET_WRAPPING.sub("", error.strip()) or error
 
 
 class PredictionError(ClientError):
@@ -58,7 +63,7 @@ class PredictionError(ClientError):
 
     def __init__(self, prediction: Prediction):
         self.prediction = prediction
-        error = _COGLET_WRAPPING.sub("", prediction.error or "")
+        error = runner_message(prediction.error or "")
         super().__init__(f"prediction {prediction.id} {prediction.status}: {error}".rstrip(": "))
 
 
@@ -237,18 +242,20 @@ def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
         yield StreamEvent(event, json.loads("\n".join(data)))
 
 
-def _error_text(response: httpx.Response) -> str:
+def error_text(content: bytes) -> str:
+    """What a Cog server's error answer says: the 422 validation details, or its `error`."""
+    text = content.decode("utf-8", errors="replace")
     try:
-        body = response.json()
+        body = json.loads(text)
     except (ValueError, RecursionError):
-        return response.text[:500]
+        return text[:500]
     if isinstance(body, dict) and isinstance(body.get("detail"), list):  # 422 from input validation
         return "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', [])[2:]) or 'input'}: {d.get('msg')}" for d in body["detail"]
         )
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])
-    return response.text[:500]
+    return text[:500]
 
 
 def _json_object(response: httpx.Response, what: str) -> dict:
@@ -350,11 +357,11 @@ class Client:
 
     def _check(self, response: httpx.Response, what: str) -> dict:
         if response.status_code in (401, 403):
-            raise ClientError(f"{what}: HTTP {response.status_code} — wrong or missing Salad-Api-Key? {_error_text(response)}")
+            raise ClientError(f"{what}: HTTP {response.status_code} — wrong or missing Salad-Api-Key? {error_text(response.content)}")
         if response.status_code == 422:
-            raise ClientError(f"{what}: invalid input: {_error_text(response)}")
+            raise ClientError(f"{what}: invalid input: {error_text(response.content)}")
         if response.status_code >= 400:
-            raise ClientError(f"{what}: HTTP {response.status_code}: {_error_text(response)}")
+            raise ClientError(f"{what}: HTTP {response.status_code}: {error_text(response.content)}")
         return _json_object(response, what)
 
     def schema(self) -> dict:

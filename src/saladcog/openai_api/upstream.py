@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import urllib.parse
 import uuid
 
 import h11
-import httpx
 
-from saladcog.client import _error_text
+from saladcog.client import error_text, runner_message
 from saladcog.openai_api.errors import ApiError, bad_request, busy, not_ready
 from saladcog.openai_api.http1 import Pool, UpstreamGone
 
@@ -22,11 +20,6 @@ SLOT_RELEASE_S = 0.3
 # Hop-by-hop headers (RFC 9110 §7.6.1) and Host belong to one connection, not to the request.
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"expect",
               b"upgrade", b"host"}
-
-
-def runner_message(error: str) -> str:
-    """The runner's own words: coglet wraps them as `Prediction failed: … ValueError: <words>`."""
-    return re.sub(r"^(Prediction failed: )*(\w+(Error|Exception): )?", "", error.strip()) or error
 
 
 def _resolve(prop: dict, components: dict) -> dict:
@@ -79,7 +72,7 @@ class Upstream:
                 raise busy()
             await asyncio.sleep(0.02)
         if status != 200:
-            message = _error_text(httpx.Response(status, content=payload))
+            message = error_text(payload)
             if status == 503:
                 raise not_ready(message)
             if status == 422:

@@ -75,3 +75,12 @@ def file_server(tmp_path_factory):
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def aws(tmp_path_factory):
+    """S3 and SQS on loopback (moto's server mode), for boto3 as against AWS."""
+    from tests.aws_standin import AwsStandIn
+
+    with AwsStandIn(tmp_path_factory.mktemp("aws")) as standin:
+        yield standin

@@ -33,6 +33,8 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+from saladcog import spool
+
 DEFAULT_MAX_INPUT_BYTES = 1_000_000_000  # Salad's gateway accepts requests up to 1 GB
 DEFAULT_FETCH_TIMEOUT_S = 300.0
 # A server that sends nothing for this long fails the fetch; a cancel also lands within it.
@@ -63,7 +65,8 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class SentFile:
-    """A file input as the caller sent it: a data URI or an http(s) URL, not yet read."""
+    """A file input as the caller sent it: a data URI, an http(s) URL or a spool handle
+    (saladcog.spool), not yet read."""
 
     source: str
 
@@ -71,11 +74,19 @@ class SentFile:
     def is_upload(self) -> bool:
         return self.source.startswith("data:")
 
+    @property
+    def is_spooled(self) -> bool:
+        return spool.is_handle(self.source)
+
     def describe(self, noun: str) -> str:
         """How error messages name it: the URL (without query or credentials, which may hold
-        secrets), or "the uploaded <noun>" for a data URI."""
+        secrets), "the uploaded <noun>" for a data URI, "the uploaded file <its name>" for a
+        spooled file."""
         if self.is_upload:
             return f"the uploaded {noun}"
+        if self.is_spooled:
+            name = urllib.parse.unquote(self.source.partition("/")[2]) or noun
+            return f"the uploaded file {name}"
         parts = urllib.parse.urlsplit(self.source)
         host = parts.hostname or ""
         if ":" in host:
@@ -132,6 +143,8 @@ def take_over_cog_paths() -> None:
 def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterator[Received]:
     """`with fetched(audio, "audio") as sent:` the input in a temporary file at `sent.path`,
     deleted when the block ends, whether it succeeds, fails or is cancelled."""
+    if spool.is_handle(value):  # coglet passes strings that are not URLs to run() as they are
+        value = SentFile(value)
     if not isinstance(value, SentFile):
         raise InputError(
             f"{noun} must be sent as a data URI or an http(s) URL; "
@@ -139,6 +152,9 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
         )
     limits = limits or Limits.from_env()
     name = value.describe(noun)
+    if value.is_spooled:
+        yield _spooled(value, name, limits)
+        return
     fd, temp_name = tempfile.mkstemp(prefix="saladcog-input-", suffix=value.suffix())
     path = Path(temp_name)
     try:
@@ -150,6 +166,17 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
         yield Received(path=path, name=name)
     finally:
         path.unlink(missing_ok=True)
+
+
+def _spooled(value: SentFile, name: str, limits: Limits) -> Received:
+    """A spooled file, read in place: its lender deletes it when the prediction ends."""
+    found = spool.resolve(value.source)
+    if found is None:
+        raise InputError(f"{name} is no longer available (its request has ended)")
+    path = found[0]
+    if path.stat().st_size > limits.max_bytes:
+        raise _too_large(name, limits)
+    return Received(path=path, name=name)
 
 
 def _too_large(name: str, limits: Limits) -> InputError:

@@ -19,7 +19,7 @@ import httpcore
 import pytest
 
 from saladcog import addresses
-from saladcog.inputs import InputError, Limits, _download
+from saladcog.inputs import InputError, Limits, download
 
 BODY = b"RIFF" + bytes(range(256)) * 64
 LOOPBACK_V4 = Limits(allowed_networks=addresses.parse_networks("127.0.0.0/8"))
@@ -103,7 +103,7 @@ def v6():
 
 def fetch(url: str, limits: Limits = Limits(), network: Recording | None = None) -> bytes:
     out = io.BytesIO()
-    _download(url, out, limits, url, network=network or Recording())
+    download(url, out, limits, url, network=network or Recording())
     return out.getvalue()
 
 

@@ -158,7 +158,7 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
             if value.is_upload:
                 _write_data_uri(value.source, out, limits, name)
             else:
-                _download(value.source, out, limits, name)
+                download(value.source, out, limits, name)
         yield Received(path=path, name=name)
     finally:
         path.unlink(missing_ok=True)
@@ -197,7 +197,7 @@ def _write_data_uri(uri: str, out, limits: Limits, name: str) -> None:
             raise InputError(f"{name} is not valid base64 ({e})") from None
 
 
-def _download(url: str, out, limits: Limits, name: str, network: httpcore.NetworkBackend | None = None) -> None:
+def download(url: str, out, limits: Limits, name: str, network: httpcore.NetworkBackend | None = None) -> None:
     """Write the body of `url` to `out`, within the byte cap and the total deadline, from
     allowed addresses only (`network`: what opens connections to checked addresses).
 
@@ -286,7 +286,7 @@ class _CheckedNetwork(httpcore.NetworkBackend):
             found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as e:
             raise httpcore.ConnectError(f"cannot resolve {host}: {e.strerror or e}") from None
-        ips = list(dict.fromkeys(ipaddress.ip_address(sockaddr[0].split("%")[0]) for *_, sockaddr in found))
+        ips = list(dict.fromkeys(ipaddress.ip_address(sockaddr[0]) for *_, sockaddr in found))
         if not all(addresses.is_allowed(ip, self.allowed) for ip in ips):
             raise AddressRefused(host)
         error: Exception = httpcore.ConnectError(f"no address for {host}")

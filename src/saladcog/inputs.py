@@ -90,12 +90,10 @@ class SentFile:
         secrets), or "the uploaded <noun>" for a data URI."""
         if self.is_upload:
             return f"the uploaded {noun}"
-        parts = urllib.parse.urlsplit(self.source)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}{parts.path}"
+        url = httpx.URL(self.source)  # httpx.InvalidURL for what cannot be one
+        if not url.host:
+            raise httpx.InvalidURL("it has no host")
+        return str(url.copy_with(username=None, password=None, query=None, fragment=None))
 
     def suffix(self) -> str:
         """A file name extension for the temporary copy (FFmpeg guesses some formats by it)."""
@@ -152,7 +150,10 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
             "names of files on the server are not accepted"
         )
     limits = limits or Limits.from_env()
-    name = value.describe(noun)
+    try:
+        name = value.describe(noun)
+    except httpx.InvalidURL as e:
+        raise InputError(f"{noun} is not a valid URL ({e})") from None
     fd, temp_name = tempfile.mkstemp(prefix="saladcog-input-", suffix=value.suffix())
     path = Path(temp_name)
     try:
@@ -284,10 +285,12 @@ class _CheckedNetwork(httpcore.NetworkBackend):
         self.network = network
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if not 0 < port < 65536:  # getaddrinfo would take 99999 for 34463
+            raise httpcore.ConnectError(f"port {port} is not a TCP port")
         try:
             found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as e:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {e.strerror or e}") from None
+        except (OSError, UnicodeError) as e:  # UnicodeError: a name IDNA cannot encode
+            raise httpcore.ConnectError(f"cannot resolve {host}: {getattr(e, 'strerror', None) or e}") from None
         ips = list(dict.fromkeys(ipaddress.ip_address(sockaddr[0]) for *_, sockaddr in found))
         if not all(addresses.is_allowed(ip, self.allowed) for ip in ips):
             raise AddressRefused(host)

@@ -339,8 +339,9 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 class _CheckedTransport(httpx.HTTPTransport):
     """httpx's own transport (its exception mapping and streaming), with connections opened by
-    `_CheckedNetwork`. httpx 0.28 takes no network backend, so its connection pool is replaced
-    by an equal one that has it; the check below fails loudly if httpx stops keeping it there."""
+    `_CheckedNetwork`. httpx 0.28 takes no network backend (encode/httpx#3749, open, would add
+    one), so its connection pool is replaced by one that has it; the check below fails loudly if
+    httpx stops keeping the pool there (tests/test_fetch.py would too: nothing is recorded)."""
 
     def __init__(self, network: _CheckedNetwork):
         ssl_context = _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))

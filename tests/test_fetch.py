@@ -19,7 +19,7 @@ import httpcore
 import pytest
 
 from saladcog import addresses
-from saladcog.inputs import InputError, Limits, SentFile, download, fetched
+from saladcog.inputs import InputError, Limits, download
 
 BODY = b"RIFF" + bytes(range(256)) * 64
 LOOPBACK_V4 = Limits(allowed_networks=addresses.parse_networks("127.0.0.0/8"))
@@ -231,14 +231,9 @@ def test_tls_is_verified_on_the_name_while_connecting_to_the_address(tmp_path, m
 
 
 def test_what_cannot_be_a_url_is_named_and_nothing_is_connected_to():
-    for url, message in [
-        ("http://[::1/talk.wav", "audio is not a valid URL (Invalid port: ':1')"),
-        ("http:///talk.wav", "audio is not a valid URL (it has no host)"),
-    ]:
-        with pytest.raises(InputError) as refused, fetched(SentFile(url)):
-            pass
-        assert str(refused.value) == message
     recording = Recording()
+    with pytest.raises(InputError, match="^could not fetch http:///talk.wav: the URL has no host$"):
+        fetch("http:///talk.wav", network=recording)
     with pytest.raises(InputError, match="port 99999 is not a TCP port"):  # not 99999 % 65536
         fetch("http://127.0.0.1:99999/talk.wav", LOOPBACK_V4, recording)
     assert recording.connects == []

@@ -90,10 +90,12 @@ class SentFile:
         secrets), or "the uploaded <noun>" for a data URI."""
         if self.is_upload:
             return f"the uploaded {noun}"
-        url = httpx.URL(self.source)  # httpx.InvalidURL for what cannot be one
-        if not url.host:
-            raise httpx.InvalidURL("it has no host")
-        return str(url.copy_with(username=None, password=None, query=None, fragment=None))
+        parts = urllib.parse.urlsplit(self.source)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
 
     def suffix(self) -> str:
         """A file name extension for the temporary copy (FFmpeg guesses some formats by it)."""
@@ -150,10 +152,7 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
             "names of files on the server are not accepted"
         )
     limits = limits or Limits.from_env()
-    try:
-        name = value.describe(noun)
-    except httpx.InvalidURL as e:
-        raise InputError(f"{noun} is not a valid URL ({e})") from None
+    name = value.describe(noun)
     fd, temp_name = tempfile.mkstemp(prefix="saladcog-input-", suffix=value.suffix())
     path = Path(temp_name)
     try:
@@ -209,6 +208,11 @@ def download(url: str, out, limits: Limits, name: str, network: httpcore.Network
     The raw bytes are counted (identity encoding is asked for), so the bytes counted are the
     bytes written. The run() thread blocks only in socket calls, which a cancel interrupts.
     """
+    try:
+        if not httpx.URL(url).host:
+            raise InputError(f"could not fetch {name}: the URL has no host")
+    except httpx.InvalidURL as e:
+        raise InputError(f"could not fetch {name}: it is not a valid URL ({e})") from None
     deadline = time.monotonic() + limits.fetch_seconds
     checked = _CheckedNetwork(limits.allowed_networks, deadline, network or httpcore.SyncBackend())
     headers = {"User-Agent": os.environ.get("COG_USER_AGENT") or "saladcog", "Accept-Encoding": "identity"}

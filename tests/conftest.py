@@ -17,6 +17,9 @@ from saladcog.serve import CogServer
 
 DATA = Path(__file__).parent / "data"
 SPEECH = DATA / "speech"
+# Servers under test fetch URL inputs from the loopback file servers below; by default saladcog
+# refuses loopback (and every other non-public address) before connecting.
+LOOPBACK_FETCHES = {"SALADCOG_FETCH_ALLOW_NETWORKS": "127.0.0.0/8,::1/128"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +57,7 @@ def clips() -> list[Clip]:
 @pytest.fixture(scope="session")
 def whisper_server():
     """The Whisper runner (embedded tiny.en) under the real Cog server on [::]."""
-    with CogServer("whisper") as server:
+    with CogServer("whisper", env=LOOPBACK_FETCHES) as server:
         server.wait_ready(timeout=180)
         yield server
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from saladcog.batch import result_path
 from saladcog.client import Client, ClientError
 from saladcog.serve import CogServer
 from saladcog.webhooks import Receiver
@@ -188,9 +189,64 @@ def test_batch_results_stay_under_out_whatever_the_urls(echo_server, tmp_path):
         result = (out / entry["result"]).resolve()
         assert result.is_relative_to(out.resolve())
         assert json.loads(result.read_text())["output"] == entry["input"]
-    assert (out / "host" / "plain.wav.json").is_file()
+    plain = result_path(out, "http://host/plain.wav")
+    assert plain.parent == out / "host" and plain.name.startswith("plain.wav~") and plain.is_file()
     # The run's own webhook receiver (a loopback server) left nothing in the temporary folder.
     assert files_under(temp) == []
+
+
+def run_batch(url_list: Path, out: Path, server) -> subprocess.CompletedProcess:
+    return cli("batch", str(url_list), "--out", str(out), "--url", server.url(), "--input-name", "text", "-q")
+
+
+def test_batch_keeps_one_result_per_url_and_a_rerun_counts_only_its_own(echo_server, tmp_path):
+    """URLs that differ only in `?` vs `_`, `&` vs `_` or http vs https once shared three result
+    files: each now has its own, and a rerun counts as done only results that record its input."""
+    urls = [
+        "http://host/talk?take=1", "http://host/talk_take=1",
+        "http://host/talk?a=1&b=2", "http://host/talk?a=1_b=2",
+        "http://host/talk.wav", "https://host/talk.wav",
+    ]
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("\n".join(urls) + "\n")
+    out = tmp_path / "out"
+    done = run_batch(url_list, out, echo_server)
+    assert done.returncode == 0 and "6 transcribed, 0 failed" in done.stderr, done.stderr
+    results = sorted((out / "host").iterdir())
+    assert len(results) == 6, results
+    assert sorted(json.loads(p.read_text())["output"] for p in results) == sorted(urls)
+
+    done = run_batch(url_list, out, echo_server)
+    assert "6 of 6 already done" in done.stderr and "sending 0" in done.stderr, done.stderr
+    # One result gone, another overwritten by a different input's (as an older naming left it):
+    # both are sent again, and each ends with its own result.
+    result_path(out, urls[0]).unlink()
+    result_path(out, urls[5]).write_text(result_path(out, urls[4]).read_text())
+    done = run_batch(url_list, out, echo_server)
+    assert "4 of 6 already done" in done.stderr and "sending 2" in done.stderr, done.stderr
+    for url in urls:
+        assert json.loads(result_path(out, url).read_text())["output"] == url
+
+
+def test_a_host_folder_that_links_out_of_out_is_refused(echo_server, tmp_path):
+    """A symbolic link under --out is followed only where it stays under --out."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "inside").mkdir(parents=True)
+    elsewhere.mkdir()
+    (out / "outbound").symlink_to(elsewhere)
+    (out / "inbound").symlink_to(out / "inside")
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("http://outbound/talk.wav\nhttp://inbound/talk.wav\n")
+    done = run_batch(url_list, out, echo_server)
+    assert done.returncode != 0 and "1 transcribed, 1 failed" in done.stderr, done.stderr
+    assert list(elsewhere.iterdir()) == []
+    entries = {e["input"]: e for e in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    assert entries["http://outbound/talk.wav"]["error"].endswith(f"a symbolic link under {out} leads out of it")
+    assert [p.name for p in (out / "inside").iterdir()] == [result_path(out, "http://inbound/talk.wav").name]
+    # A rerun does not take the link's target for a stored result, and refuses again.
+    again = run_batch(url_list, out, echo_server).stderr
+    assert "1 of 2 already done" in again and "0 transcribed, 1 failed" in again, again
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_async_predict_leaves_the_temporary_folder_as_it_was(echo_server, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import threading
 import time
 import uuid
@@ -27,8 +28,9 @@ MAX_AUDIO_SECONDS = 600
 
 class HostileFiles(http.server.BaseHTTPRequestHandler):
     """/endless: a body that never ends (64 KB every 20 ms, at most 30 s); /trickle: 200 bytes
-    every 0.2 s; /big: a 5 MB body with its Content-Length; /text.wav: a text file. Each
-    request's bytes sent and whether the client hung up are kept in `sent`."""
+    every 0.2 s; /big: a 5 MB body with its Content-Length; /text.wav: a text file;
+    /redirect?<url>: a 302 to <url>. Each request's bytes sent and whether the client hung up
+    are kept in `sent`."""
 
     sent: dict[str, dict] = {}
 
@@ -38,7 +40,12 @@ class HostileFiles(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         record = HostileFiles.sent.setdefault(self.path, {"bytes": 0, "hung_up_at": None})
         route = self.path.split("?")[0]
-        if route == "/text.wav":
+        if route == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", self.path.partition("?")[2])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif route == "/text.wav":
             body = b"This is a text file, not a recording.\n" * 20
             self._headers(len(body))
             self.wfile.write(body)
@@ -98,6 +105,8 @@ def server(scratch):
         "SALADCOG_MAX_INPUT_BYTES": str(MAX_BYTES),
         "SALADCOG_FETCH_TIMEOUT": str(FETCH_SECONDS),
         "SALADCOG_MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS),
+        # The hostile server is on 127.0.0.1; [::1] stays refused, as every non-public address is.
+        "SALADCOG_FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
     }
     with CogServer("whisper", env=env) as server:
         server.wait_ready(timeout=180)
@@ -156,6 +165,26 @@ def test_the_client_says_failed_once_in_the_runners_words(server, clips, scratch
     assert message.count("failed") == 1, message
     assert message.endswith("failed: the uploaded audio is not an audio or video file that FFmpeg can read "
                             "(Invalid data found when processing input)"), message
+    assert_serves_next(server, clips, scratch)
+
+
+def test_an_address_off_the_allow_list_is_refused_before_connecting(server, clips, scratch, hostile):
+    """[::1] is not on this server's list: sent directly or by a redirect from an
+    allowed server, it is refused with one message, and nothing connects to the listener there."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as listener:
+        listener.bind(("::1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        target = f"http://[::1]:{listener.getsockname()[1]}/talk.wav"
+        for url, name in [(target, target), (f"{hostile}/redirect?{target}", f"{hostile}/redirect")]:
+            error = failed(server, {"audio": url})
+            assert error.endswith(f"could not fetch {name}: its address is not allowed "
+                                  "(SALADCOG_FETCH_ALLOW_NETWORKS)"), error
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no connection ever reached it
+    # An IPv4-mapped literal is judged by the IPv4 address it stands for, here an allowed one.
+    mapped = hostile.replace("127.0.0.1", "[::ffff:127.0.0.1]")
+    assert f"{mapped}/text.wav is not an audio or video file" in failed(server, {"audio": f"{mapped}/text.wav"})
     assert_serves_next(server, clips, scratch)
 
 

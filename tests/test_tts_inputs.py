@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import predict
+from conftest import LOOPBACK_FETCHES, predict
 import openvoice_fixtures
 from openvoice_fixtures import openvoice_weights  # noqa: F401  (fixture)
 from saladcog import audio
@@ -52,7 +52,7 @@ def scratch(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def openvoice(openvoice_weights, scratch):  # noqa: F811
-    env = {"TMPDIR": str(scratch), **openvoice_fixtures.server_env(openvoice_weights)}
+    env = {"TMPDIR": str(scratch), **openvoice_fixtures.server_env(openvoice_weights), **LOOPBACK_FETCHES}
     with CogServer("openvoice", env=env) as server:
         server.wait_ready(timeout=180)
         yield server

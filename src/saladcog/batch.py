@@ -80,14 +80,26 @@ def _safe_segment(segment: str, suffix: str = "") -> str:
 
 
 def result_path(out_dir: Path, key: str) -> Path:
-    """Where the result of input `key` goes: always a file under `out_dir`, whatever the key.
+    """Where the result of input `key` goes: always a file under `out_dir`, one per key.
 
-    A URL keeps its host and path (`http://h/a/b.wav` → `h/a/b.wav.json`); every segment is made
-    safe, so `..`, an empty host (`http:///abs`) or an absolute path cannot leave `out_dir`."""
+    A URL keeps its host and path, and its file name ends in a short hash of the whole URL
+    (`http://h/a/b.wav` → `h/a/b.wav~<hash>.json`): the readable part drops the scheme and turns
+    `?` and `&` into `_`, so without the hash URLs that differ only there would share a file. A
+    relative path keeps its name (`a/b.wav` → `a/b.wav.json`): its escaping loses nothing. Every
+    segment is made safe, so `..`, an empty host (`http:///abs`) or an absolute path cannot
+    leave `out_dir`."""
+    suffix = ".json"
     if "://" in key:
+        suffix = f"~{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
         key = key.split("://", 1)[1].replace("?", "_").replace("&", "_")
     *folders, name = key.split("/")
-    return out_dir.joinpath(*(_safe_segment(f) for f in folders), _safe_segment(name, ".json"))
+    return out_dir.joinpath(*(_safe_segment(f) for f in folders), _safe_segment(name, suffix))
+
+
+def _leaves(out_dir: Path, path: Path) -> bool:
+    """Whether `path`, its symbolic links followed, lies outside `out_dir` (a link placed
+    under --out, to a folder elsewhere, would have results written there)."""
+    return not path.resolve().is_relative_to(out_dir.resolve())
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -209,8 +221,10 @@ class Batch:
             return {**entry, "status": "failed", "error": str(e), "seconds": round(time.monotonic() - started, 3)}
         path = result_path(self.out_dir, item.key)
         try:
+            if _leaves(self.out_dir, path):
+                raise OSError(f"a symbolic link under {self.out_dir} leads out of it")
             _write_atomic(path, json.dumps({"input": item.key, "id": prediction.id, "output": prediction.output}, indent=1))
-        except OSError as e:  # a full disk, or a name another input's folder already holds
+        except OSError as e:  # a full disk, a name another input's folder already holds, a link out
             error = f"cannot write the result to {path}: {e.strerror or e}"
             return {**entry, "status": "failed", "error": error, "seconds": round(time.monotonic() - started, 3)}
         return {
@@ -220,24 +234,36 @@ class Batch:
             "seconds": round(time.monotonic() - started, 3),
         }
 
-    def _recover(self, items: list[Item]) -> None:
+    def _stored(self, item: Item) -> dict | None:
+        """The result an earlier run stored for `item`: a file at its path, under --out, that
+        records this input (not another's, such as one an older naming put there)."""
+        path = result_path(self.out_dir, item.key)
+        try:
+            if _leaves(self.out_dir, path):
+                return None
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return result if isinstance(result, dict) and result.get("input") == item.key else None
+
+    def _recover(self, items: list[Item], stored: dict[str, dict]) -> None:
         """A run killed between writing a result and its manifest line: add the line now."""
         listed = set()
         if self.manifest.exists():
             listed = {json.loads(line)["input"] for line in self.manifest.read_text().splitlines() if line.strip()}
         for item in items:
-            path = result_path(self.out_dir, item.key)
-            if item.key not in listed and path.exists():
-                result = json.loads(path.read_text())
+            if item.key in stored and item.key not in listed:
                 self._record({
-                    "input": item.key, "id": result["id"], "status": "succeeded",
-                    "result": path.relative_to(self.out_dir).as_posix(), "recovered": True,
+                    "input": item.key, "id": stored[item.key].get("id"), "status": "succeeded",
+                    "result": result_path(self.out_dir, item.key).relative_to(self.out_dir).as_posix(),
+                    "recovered": True,
                 })
 
     def run(self, items: list[Item], progress: bool = True) -> Summary:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._recover(items)
-        pending = [item for item in items if not result_path(self.out_dir, item.key).exists()]
+        stored = {item.key: result for item in items if (result := self._stored(item)) is not None}
+        self._recover(items, stored)
+        pending = [item for item in items if item.key not in stored]
         summary = Summary(total=len(items), skipped=len(items) - len(pending))
         bar = Progress(len(items), summary.skipped) if progress else None
         if summary.skipped:

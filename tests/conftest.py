@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from saladcog import audio
+from saladcog import audio, weights
+from saladcog.asr import model as asr_model
 from saladcog.serve import CogServer
 
 DATA = Path(__file__).parent / "data"
@@ -49,6 +50,12 @@ def predict(base_url: str, inputs: dict, timeout: float = 300.0) -> httpx.Respon
 @pytest.fixture(scope="session")
 def clips() -> list[Clip]:
     return librivox()
+
+
+@pytest.fixture(scope="session")
+def tiny_en() -> asr_model.LoadedModel:
+    """The embedded tiny.en, loaded in this process."""
+    return asr_model.load(weights.whisper_model_dir())
 
 
 @pytest.fixture(scope="session")

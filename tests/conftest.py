@@ -14,6 +14,7 @@ import pytest
 
 from saladcog import audio, weights
 from saladcog.asr import model as asr_model
+from saladcog.asr.transcribe import TranscribeOptions
 from saladcog.serve import CogServer
 
 DATA = Path(__file__).parent / "data"
@@ -35,6 +36,42 @@ def librivox() -> list[Clip]:
         Clip(wav, wav.with_suffix(".txt").read_text().strip())
         for wav in sorted((SPEECH / "librivox").glob("*.wav"))
     ]
+
+
+# (seconds of silence before, after) each LibriVox clip in its 22.05 kHz version: all shorter
+# than MIN_SILENCE_SECONDS, some longer than the silence cut's padding (an 11.27 s file of
+# issue 14 ended in 0.39 s of silence, of which the old cut took 53 ms).
+EDGE_SILENCES = [(0.0, 0.39), (0.3, 0.0), (0.02, 0.6), (0.5, 0.1), (1.2, 1.5)]
+
+
+def resampled_with_edges(folder: Path) -> list[Path]:
+    """Each LibriVox clip resampled to 22.05 kHz (PyAV), with the short digital silences of
+    EDGE_SILENCES at its edges, as WAV files in `folder`."""
+    paths = []
+    for clip, (before, after) in zip(librivox(), EDGE_SILENCES):
+        samples = audio.decode(clip.wav, 22050)
+        silence = [np.zeros(round(s * 22050), dtype=np.float32) for s in (before, after)]
+        path = folder / f"{clip.wav.stem}-22k.wav"
+        paths.append(audio.encode(np.concatenate([silence[0], samples, silence[1]]), 22050, path))
+    return paths
+
+
+def engine_segments(model: asr_model.LoadedModel, path: Path) -> list:
+    """faster-whisper's own transcript of the file, with the options saladcog's defaults
+    (TranscribeOptions()) give it: what saladcog must equal where nothing is cut."""
+    options = TranscribeOptions()
+    segments, _ = model.whisper.transcribe(
+        str(path),
+        task=options.task,
+        language=options.language,
+        beam_size=options.beam_size,
+        temperature=options.temperatures(),
+        initial_prompt=options.initial_prompt,
+        condition_on_previous_text=options.condition_on_previous_text,
+        word_timestamps=options.word_timestamps,
+        vad_filter=options.vad_filter,
+    )
+    return list(segments)
 
 
 def normalize(text: str) -> str:

@@ -37,7 +37,8 @@ def write(path, fmt: str, codec: str, samples: np.ndarray, *, rate: int = SR, op
 
         pcm = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
         for start in range(0, len(pcm), SR):
-            frame = av.AudioFrame.from_ndarray(pcm[start : start + SR].reshape(1, -1), format="s16", layout="mono")
+            piece = pcm[start : start + SR].reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(piece, format="s16", layout="mono")
             frame.sample_rate, frame.pts = SR, start
             mux(stream.encode(frame))
         mux(stream.encode(None))
@@ -110,7 +111,8 @@ def test_timestamps_that_lie_do_not_pass_the_cap(tiny_en, late_speech, tmp_path,
 def fifteen_seconds(clips) -> tuple[np.ndarray, str]:
     """1 s of silence, two LibriVox clips 0.5 s apart, 0.6 s of silence: 15 s."""
     silence = [np.zeros(round(s * SR), dtype=np.float32) for s in (1.0, 0.5, 0.6)]
-    samples = np.concatenate([silence[0], clips[0].samples, silence[1], clips[2].samples, silence[2]])
+    speech = [clips[0].samples, clips[2].samples]
+    samples = np.concatenate([silence[0], speech[0], silence[1], speech[1], silence[2]])
     return samples, normalize(f"{clips[0].text} {clips[2].text}")
 
 

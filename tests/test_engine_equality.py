@@ -8,53 +8,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SPEECH, predict
+from conftest import SPEECH, engine_segments, predict, resampled_with_edges
 from saladcog import audio
 from saladcog.asr.clips import SILENCE_RMS, SPEECH_PAD_SECONDS, speech_spans, without_silence
-from saladcog.asr.transcribe import TranscribeOptions, transcribe
+from saladcog.asr.transcribe import transcribe
 from saladcog.client import data_uri
 
 SR = 16000
-# (seconds of silence before, after) each LibriVox clip in its 22.05 kHz version: all shorter
-# than MIN_SILENCE_SECONDS, some longer than the padding (an 11.27 s file of the issue ended in
-# 0.39 s of silence, of which the old cut took 53 ms).
-EDGES = [(0.0, 0.39), (0.3, 0.0), (0.02, 0.6), (0.5, 0.1), (1.2, 1.5)]
 
 
 @pytest.fixture(scope="module")
 def speech_files(clips, tmp_path_factory) -> list:
-    """The test clips as shipped, and each LibriVox clip resampled to 22.05 kHz (PyAV) with
-    short digital silence at its edges."""
-    folder = tmp_path_factory.mktemp("equality")
-    files = [clip.wav for clip in clips] + [SPEECH / "goforward.wav"]
-    for clip, (before, after) in zip(clips, EDGES):
-        samples = audio.decode(clip.wav, 22050)
-        silence = [np.zeros(round(s * 22050), dtype=np.float32) for s in (before, after)]
-        path = folder / f"{clip.wav.stem}-22k.wav"
-        files.append(audio.encode(np.concatenate([silence[0], samples, silence[1]]), 22050, path))
-    return files
-
-
-def engine_segments(model, path) -> list[tuple[str, float, float]]:
-    """faster-whisper on the file itself, with the options saladcog's defaults pass it."""
-    options = TranscribeOptions()
-    segments, _ = model.whisper.transcribe(
-        str(path),
-        task=options.task,
-        language=options.language,
-        beam_size=options.beam_size,
-        temperature=options.temperatures(),
-        initial_prompt=options.initial_prompt,
-        condition_on_previous_text=options.condition_on_previous_text,
-        word_timestamps=options.word_timestamps,
-        vad_filter=options.vad_filter,
-    )
-    return [(s.text, s.start, s.end) for s in segments]
+    """The test clips as shipped, and each LibriVox clip at 22.05 kHz with short silent edges."""
+    shipped = [clip.wav for clip in clips] + [SPEECH / "goforward.wav"]
+    return shipped + resampled_with_edges(tmp_path_factory.mktemp("equality"))
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_en, speech_files) -> dict:
-    return {path: engine_segments(tiny_en, path) for path in speech_files}
+    return {
+        path: [(s.text, s.start, s.end) for s in engine_segments(tiny_en, path)]
+        for path in speech_files
+    }
 
 
 def test_decoded_samples_are_faster_whispers(speech_files):

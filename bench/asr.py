@@ -32,7 +32,6 @@ from conftest import engine_segments, librivox, normalize, resampled_with_edges 
 from saladcog import audio, weights  # noqa: E402
 from saladcog.client import data_uri  # noqa: E402
 from saladcog.asr import model as asr_model  # noqa: E402
-from saladcog.asr.formats import to_text  # noqa: E402
 from saladcog.asr.transcribe import TranscribeOptions, transcribe  # noqa: E402
 from saladcog.serve import CogServer  # noqa: E402
 
@@ -139,7 +138,8 @@ def peak_memory(workdir: Path) -> None:
 
 
 def wer_server_vs_engine(workdir: Path) -> None:
-    """Word error rate against the reference transcripts, pooled over each set of files."""
+    """Word error rate against the reference transcripts, pooled over each set of files, and
+    how many files get the very same segments (text, start, end) both ways."""
     model = asr_model.load(weights.whisper_model_dir())
     references = [normalize(c.text) for c in librivox()]
     sets = {
@@ -150,19 +150,24 @@ def wer_server_vs_engine(workdir: Path) -> None:
         server.wait_ready(300)
         url = f"{server.url('[::1]')}/predictions"
         for name, paths in sets.items():
-            engine = [normalize(to_text(engine_segments(model, path))) for path in paths]
-            served = []
+            engine, served = [], []
             for path in paths:
+                engine.append([(s.text, s.start, s.end) for s in engine_segments(model, path)])
                 response = httpx.post(url, json={"input": {"audio": data_uri(path)}}, timeout=600).json()
                 assert response["status"] == "succeeded", response.get("error")
-                served.append(normalize(response["output"]["text"]))
+                served.append([(s["text"], s["start"], s["end"]) for s in response["output"]["segments"]])
+
+            def wer(transcripts):
+                texts = [normalize(" ".join(text for text, _, _ in t)) for t in transcripts]
+                return round(jiwer.wer(references, texts), 4)
+
             report(
                 "wer_server_vs_engine",
                 files=name,
                 audio_seconds=round(sum(audio.probe(p).duration for p in paths), 1),
-                wer_engine=round(jiwer.wer(references, engine), 4),
-                wer_server=round(jiwer.wer(references, served), 4),
-                identical_transcripts=f"{sum(e == s for e, s in zip(engine, served))}/{len(paths)}",
+                wer_engine=wer(engine),
+                wer_server=wer(served),
+                identical_segments=f"{sum(e == s for e, s in zip(engine, served))}/{len(paths)}",
             )
 
 

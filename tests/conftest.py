@@ -60,17 +60,7 @@ def engine_segments(model: asr_model.LoadedModel, path: Path) -> list:
     """faster-whisper's own transcript of the file, with the options saladcog's defaults
     (TranscribeOptions()) give it: what saladcog must equal where nothing is cut."""
     options = TranscribeOptions()
-    segments, _ = model.whisper.transcribe(
-        str(path),
-        task=options.task,
-        language=options.language,
-        beam_size=options.beam_size,
-        temperature=options.temperatures(),
-        initial_prompt=options.initial_prompt,
-        condition_on_previous_text=options.condition_on_previous_text,
-        word_timestamps=options.word_timestamps,
-        vad_filter=options.vad_filter,
-    )
+    segments, _ = model.whisper.transcribe(str(path), **options.engine_arguments(options.language))
     return list(segments)
 
 

@@ -4,9 +4,11 @@
    vs faster-whisper called directly, same audio, same settings, same process count; the ratio.
 2. Batched vs sequential decoding on the same ~85 s recording.
 3. Peak RSS of a fresh process transcribing 10 minutes vs 60 minutes of audio.
+4. Word error rate through the real Cog server vs faster-whisper alone on the same files and
+   settings: the LibriVox clips as shipped, and at 22.05 kHz with short silent edges.
 
 Model: SALADCOG_MODEL_DIR if set, else the embedded tiny.en. Figures go to stdout as JSON lines.
-Run a subset by name: `bench/asr.py memory` (overhead, batched, memory).
+Run a subset by name: `bench/asr.py memory` (overhead, batched, memory, wer).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import time
 from pathlib import Path
 
 import httpx
+import jiwer
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from conftest import librivox  # noqa: E402
+from conftest import engine_segments, librivox, normalize, resampled_with_edges  # noqa: E402
 from saladcog import audio, weights  # noqa: E402
 from saladcog.client import data_uri  # noqa: E402
 from saladcog.asr import model as asr_model  # noqa: E402
@@ -134,7 +137,46 @@ def peak_memory(workdir: Path) -> None:
     )
 
 
-BENCHES = {"overhead": server_overhead, "batched": batched_vs_sequential, "memory": peak_memory}
+def wer_server_vs_engine(workdir: Path) -> None:
+    """Word error rate against the reference transcripts, pooled over each set of files, and
+    how many files get the very same segments (text, start, end) both ways."""
+    model = asr_model.load(weights.whisper_model_dir())
+    references = [normalize(c.text) for c in librivox()]
+    sets = {
+        "librivox": [c.wav for c in librivox()],
+        "librivox_22k_edges": resampled_with_edges(workdir),
+    }
+    with CogServer("whisper") as server:
+        server.wait_ready(300)
+        url = f"{server.url('[::1]')}/predictions"
+        for name, paths in sets.items():
+            engine, served = [], []
+            for path in paths:
+                engine.append([(s.text, s.start, s.end) for s in engine_segments(model, path)])
+                response = httpx.post(url, json={"input": {"audio": data_uri(path)}}, timeout=600).json()
+                assert response["status"] == "succeeded", response.get("error")
+                served.append([(s["text"], s["start"], s["end"]) for s in response["output"]["segments"]])
+
+            def wer(transcripts):
+                texts = [normalize(" ".join(text for text, _, _ in t)) for t in transcripts]
+                return round(jiwer.wer(references, texts), 4)
+
+            report(
+                "wer_server_vs_engine",
+                files=name,
+                audio_seconds=round(sum(audio.probe(p).duration for p in paths), 1),
+                wer_engine=wer(engine),
+                wer_server=wer(served),
+                identical_segments=f"{sum(e == s for e, s in zip(engine, served))}/{len(paths)}",
+            )
+
+
+BENCHES = {
+    "overhead": server_overhead,
+    "batched": batched_vs_sequential,
+    "memory": peak_memory,
+    "wer": wer_server_vs_engine,
+}
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
-from saladcog import audio
+from saladcog import audio, weights
+from saladcog.asr import model as asr_model
+from saladcog.asr.transcribe import TranscribeOptions
 from saladcog.serve import CogServer
 
 DATA = Path(__file__).parent / "data"
@@ -39,6 +41,32 @@ def librivox() -> list[Clip]:
     ]
 
 
+# (seconds of silence before, after) each LibriVox clip in its 22.05 kHz version: all shorter
+# than MIN_SILENCE_SECONDS, some longer than the silence cut's padding (an 11.27 s file of
+# issue 14 ended in 0.39 s of silence, of which the old cut took 53 ms).
+EDGE_SILENCES = [(0.0, 0.39), (0.3, 0.0), (0.02, 0.6), (0.5, 0.1), (1.2, 1.5)]
+
+
+def resampled_with_edges(folder: Path) -> list[Path]:
+    """Each LibriVox clip resampled to 22.05 kHz (PyAV), with the short digital silences of
+    EDGE_SILENCES at its edges, as WAV files in `folder`."""
+    paths = []
+    for clip, (before, after) in zip(librivox(), EDGE_SILENCES):
+        samples = audio.decode(clip.wav, 22050)
+        silence = [np.zeros(round(s * 22050), dtype=np.float32) for s in (before, after)]
+        path = folder / f"{clip.wav.stem}-22k.wav"
+        paths.append(audio.encode(np.concatenate([silence[0], samples, silence[1]]), 22050, path))
+    return paths
+
+
+def engine_segments(model: asr_model.LoadedModel, path: Path) -> list:
+    """faster-whisper's own transcript of the file, with the options saladcog's defaults
+    (TranscribeOptions()) give it: what saladcog must equal where nothing is cut."""
+    options = TranscribeOptions()
+    segments, _ = model.whisper.transcribe(str(path), **options.engine_arguments(options.language))
+    return list(segments)
+
+
 def normalize(text: str) -> str:
     """Lower case, no punctuation, single spaces: the form of the reference transcripts."""
     text = text.lower().replace("mr.", "mister").replace("mrs.", "missus")
@@ -52,6 +80,12 @@ def predict(base_url: str, inputs: dict, timeout: float = 300.0) -> httpx.Respon
 @pytest.fixture(scope="session")
 def clips() -> list[Clip]:
     return librivox()
+
+
+@pytest.fixture(scope="session")
+def tiny_en() -> asr_model.LoadedModel:
+    """The embedded tiny.en, loaded in this process."""
+    return asr_model.load(weights.whisper_model_dir())
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import normalize, predict
-from saladcog import audio, weights
-from saladcog.asr import model as asr_model
+from saladcog import audio
 from saladcog.asr.clips import clips, quietest_point
 from saladcog.asr.transcribe import TranscribeOptions, transcribe
 
@@ -34,11 +33,6 @@ def test_clips_cover_the_stream_exactly():
     assert offsets[0] == 0 and all(a < b for a, b in zip(offsets, offsets[1:]))
     assert 17 <= offsets[1] <= 18  # cut in the pause
     assert all(len(p) <= 20 * SR for _, p in pieces)
-
-
-@pytest.fixture(scope="module")
-def tiny_en():
-    return asr_model.load(weights.whisper_model_dir())
 
 
 def test_clip_boundaries_lose_and_double_no_word(tiny_en, clips, tmp_path):

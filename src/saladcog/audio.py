@@ -2,19 +2,28 @@
 
 Long files are decoded block by block (`stream`), so memory stays flat whatever their length;
 `probe` checks a file before any model time is spent on it, and refuses audio longer than the
-server's cap (SALADCOG_MAX_AUDIO_SECONDS) from the header before reading on. Every problem with
+server's cap (SALADCOG_MAX_AUDIO_SECONDS) from the header before reading on. The header and the
+packets' timestamps are the file's own word and may lie, so `stream` counts the samples it
+decodes and stops at the same cap. Only a length the container declares can make a file
+"truncated" or "too long" in `probe`: a length FFmpeg estimated from the bit rate (MP3 without
+a Xing header, raw ADTS AAC) is a guess, wrong for any variable bit rate. Samples come out as
+`faster_whisper.decode_audio` gives them (resampled to 16-bit, then scaled to float), so a
+model sees the very input it would see when called on the file itself. Every problem with
 the input is raised as `AudioError`, whose message names the file as the caller knows it
 (`name`: its URL, "the uploaded audio"; by default the file's own name) and what is wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 
 # Shorter than this there is no word to recognise or voice to clone: refuse rather than guess.
@@ -55,7 +64,8 @@ def _open(path: Path, name: str):
     if size == 0:
         raise AudioError(f"{name} is empty (0 bytes)")
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
+        with _ffmpeg_warnings() as warnings:
+            container = av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as e:
         raise AudioError(
             f"{name} is not an audio or video file that FFmpeg can read ({e.strerror})"
@@ -63,7 +73,28 @@ def _open(path: Path, name: str):
     if not container.streams.audio:
         container.close()
         raise AudioError(f"{name} has no audio stream")
-    return container
+    return container, any(_BIT_RATE_ESTIMATE in text for _, _, text in warnings)
+
+
+# What FFmpeg says (libavformat, estimate_timings_from_bit_rate) when no stream of the file
+# declares a length and it divides the file's size by a bit rate instead. PyAV 18 does not
+# expose AVFormatContext.duration_estimation_method; this warning is how FFmpeg marks it.
+_BIT_RATE_ESTIMATE = "Estimating duration from bitrate"
+# PyAV's log level is process-wide: one opening at a time turns it on and back off.
+_log_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _ffmpeg_warnings():
+    """The FFmpeg warnings logged by this thread inside the block, as (level, source, text)."""
+    with _log_lock:
+        level = av.logging.get_level()
+        av.logging.set_level(av.logging.WARNING)
+        try:
+            with av.logging.Capture(local=True) as logs:
+                yield logs
+        finally:
+            av.logging.set_level(level)
 
 
 def _too_long(name: str, length: str, limit: float) -> AudioError:
@@ -83,17 +114,20 @@ def probe(
     """Check that `path` holds a whole, long-enough audio stream; read no samples.
 
     Demuxing (not decoding) the packets is fast even for hours of audio, and it tells the
-    real length: a truncated file whose header promises more is refused here. Audio longer
+    real length: a truncated file whose header promises more is refused here, but only when
+    the container declares that length (a bit-rate estimate promises nothing). Audio longer
     than `max_seconds` (default: the server's cap) is refused from its header when the header
-    says so, else as soon as the packets pass the cap. With `first_seconds`, only that much is
+    says so, else as soon as the packets pass the cap (`stream` checks the decoded samples
+    against the same cap: timestamps may lie). With `first_seconds`, only that much is
     checked: the caller uses no more (a voice reference).
     """
     path = Path(path)
     name = name or path.name
     limit = max_audio_seconds() if max_seconds is None else max_seconds
-    with _open(path, name) as container:
+    container, estimated = _open(path, name)
+    with container:
         stream = container.streams.audio[0]
-        declared = _declared_duration(container, stream)
+        declared = None if estimated else _declared_duration(container, stream)
         if declared is not None and declared > limit and first_seconds is None:
             raise _too_long(name, f"its header says {_clock(declared)}", limit)
         time_base = stream.time_base
@@ -166,17 +200,25 @@ def stream(
     *,
     name: str | None = None,
     first_seconds: float | None = None,
+    max_seconds: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the audio as mono float32 blocks of `block_seconds` (the last may be shorter);
-    with `first_seconds`, stop reading the file once that much has been yielded."""
+    with `first_seconds`, stop reading the file once that much has been yielded. Past
+    `max_seconds` of decoded audio (default: the server's cap) raise `AudioError`, whatever
+    the file's header and timestamps say; nothing beyond the cap is yielded."""
     path = Path(path)
     name = name or path.name
+    limit = max_audio_seconds() if max_seconds is None else max_seconds
+    cap = int(limit * sampling_rate)
     block = max(1, int(block_seconds * sampling_rate))
     remaining = None if first_seconds is None else int(first_seconds * sampling_rate)
-    resampler = av.audio.resampler.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+    # faster_whisper.decode_audio's resampler: to 16-bit, scaled to float below.
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=sampling_rate)
     pending: list[np.ndarray] = []
     pending_len = 0
-    with _open(path, name) as container:
+    decoded = 0
+    container, _ = _open(path, name)
+    with container:
         frames = container.decode(audio=0)
         while remaining is None or remaining > 0:
             try:
@@ -190,9 +232,12 @@ def stream(
             if frame is not None:
                 frame.pts = None  # resample by sample count; broken timestamps must not matter
             for out in resampler.resample(frame):
-                samples = out.to_ndarray().reshape(-1)
+                samples = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
                 pending.append(samples)
                 pending_len += samples.shape[0]
+                decoded += samples.shape[0]
+            if decoded > cap and (first_seconds is None or first_seconds > limit):
+                raise _too_long(name, f"more than {_clock(limit)} of audio", limit)
             while True:
                 size = block if remaining is None else min(block, remaining)
                 if size <= 0 or pending_len < size:

@@ -5,8 +5,12 @@ so memory does not grow with the length of the file. Each clip ends in the middl
 quiet stretch in the last `search_seconds` before `clip_seconds`, found on a 200 ms moving RMS:
 a pause between words, well away from the words on either side.
 
-`without_silence` then drops the silent stretches of each clip before any model sees them:
-Whisper, given silence, invents text ("You", "Thank you.") rather than saying nothing.
+`without_silence` then drops the long silent stretches of each clip before any model sees
+them: Whisper, given silence, invents text ("You", "Thank you.") rather than saying nothing.
+Anything else is left exactly as it was: a clip with no long silence reaches the model sample
+for sample as faster-whisper alone would see it (a cut to a frame grid at the edges of a short
+file changed what tiny.en heard), and where a silence is cut, the speech on either side keeps
+SPEECH_PAD_SECONDS of it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import numpy as np
 
 FRAME_SECONDS = 0.02
 SMOOTH_FRAMES = 10  # 200 ms: longer than a stop consonant's silence, shorter than a pause
-# Silence: a 200 ms RMS under -60 dBFS (digital silence, or a quiet room's floor; the pauses of
-# the LibriVox test recordings stay above -55 dBFS) lasting at least MIN_SILENCE_SECONDS, so
-# that the pauses inside speech are never cut out.
+# Silence: every 20 ms frame's RMS under -60 dBFS (digital silence, or a quiet room's floor;
+# the pauses of the LibriVox test recordings stay above -55 dBFS) for at least
+# MIN_SILENCE_SECONDS, so that the pauses inside speech are never cut out. Any frame above it is
+# kept whole: a cut never takes a sample of a frame that holds sound.
 SILENCE_RMS = 10 ** (-60 / 20)
 MIN_SILENCE_SECONDS = 2.0
 # Speech keeps this much of the silence on each side: word onsets and tails stay whole.
@@ -74,27 +79,35 @@ def clips(
 
 
 def speech_spans(audio: np.ndarray, sampling_rate: int) -> list[tuple[int, int]]:
-    """[start, end) sample ranges of `audio` that are not long silence; [] when all silent."""
+    """[start, end) sample ranges of `audio` left once its long silences are cut out: the whole
+    of it when it has none, [] when it is all silence. A cut keeps SPEECH_PAD_SECONDS of the
+    silence next to the sound on either side; at the clip's own edges there is nothing to pad."""
+    total = audio.shape[0]
     frame = max(1, int(FRAME_SECONDS * sampling_rate))
-    n_frames = -(-audio.shape[0] // frame)
-    padded = np.zeros(n_frames * frame, dtype=np.float32)
-    padded[: audio.shape[0]] = audio
-    energy = np.sqrt(np.mean(padded.reshape(n_frames, frame).astype(np.float64) ** 2, axis=1))
-    # A centred 200 ms moving average, one value per frame even when there are fewer frames.
-    full = np.convolve(energy, np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES)
-    smoothed = full[(SMOOTH_FRAMES - 1) // 2 : (SMOOTH_FRAMES - 1) // 2 + n_frames]
-    sound = np.flatnonzero(smoothed > SILENCE_RMS)
-    if sound.size == 0:
+    n_frames = -(-total // frame)
+    squares = np.zeros(n_frames * frame, dtype=np.float64)
+    squares[:total] = audio.astype(np.float64) ** 2
+    counts = np.full(n_frames, frame)
+    counts[-1] = total - (n_frames - 1) * frame  # the last frame may be short
+    silent = np.sqrt(squares.reshape(n_frames, frame).sum(axis=1) / counts) <= SILENCE_RMS
+    if silent.all():
         return []
-    min_gap = int(MIN_SILENCE_SECONDS / FRAME_SECONDS)
-    breaks = np.flatnonzero(np.diff(sound) > min_gap)
-    firsts = sound[np.concatenate([[0], breaks + 1])]
-    lasts = sound[np.concatenate([breaks, [sound.size - 1]])]
-    pad = int(SPEECH_PAD_SECONDS / FRAME_SECONDS)
-    return [
-        (max(0, (first - pad) * frame), min(audio.shape[0], (last + 1 + pad) * frame))
-        for first, last in zip(firsts.tolist(), lasts.tolist())
-    ]
+    # Runs of silent frames: [first, last) pairs from the edges of the boolean mask.
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], silent.astype(np.int8), [0]])))
+    pad = round(SPEECH_PAD_SECONDS * sampling_rate)
+    shortest = MIN_SILENCE_SECONDS * sampling_rate
+    spans, kept_from = [], 0
+    for first, last in runs.reshape(-1, 2).tolist():
+        quiet_from, quiet_to = first * frame, min(total, last * frame)
+        if quiet_to - quiet_from < shortest:
+            continue
+        cut_from = quiet_from if quiet_from == 0 else quiet_from + pad
+        if cut_from > kept_from:
+            spans.append((kept_from, cut_from))
+        kept_from = quiet_to if quiet_to == total else quiet_to - pad
+    if kept_from < total:
+        spans.append((kept_from, total))
+    return spans
 
 
 def without_silence(

@@ -45,6 +45,19 @@ class TranscribeOptions:
     # keep that transient small; Whisper itself only ever sees 30 s windows.
     clip_seconds: float = 120.0
 
+    def engine_arguments(self, language: str | None) -> dict:
+        """The arguments of faster-whisper's `transcribe` that these options set."""
+        return dict(
+            language=language,
+            task=self.task,
+            beam_size=self.beam_size,
+            temperature=self.temperatures(),
+            initial_prompt=self.initial_prompt,
+            condition_on_previous_text=self.condition_on_previous_text,
+            word_timestamps=self.word_timestamps,
+            vad_filter=self.vad_filter,
+        )
+
     def temperatures(self) -> list[float]:
         """The starting temperature, then the fallbacks up to 1.0 (as openai/whisper does)."""
         if self.temperature_increment_on_fallback <= 0:
@@ -102,16 +115,7 @@ def _run_clip(
     options: TranscribeOptions,
     language: str | None,
 ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-    common = dict(
-        language=language,
-        task=options.task,
-        beam_size=options.beam_size,
-        temperature=options.temperatures(),
-        initial_prompt=options.initial_prompt,
-        condition_on_previous_text=options.condition_on_previous_text,
-        word_timestamps=options.word_timestamps,
-        vad_filter=options.vad_filter,
-    )
+    common = options.engine_arguments(language)
     if options.batch_size <= 1:
         return model.whisper.transcribe(samples, **common)
     pipeline = BatchedInferencePipeline(model.whisper)

@@ -278,7 +278,7 @@ def test_as_pid_1_without_an_init_orphans_are_reaped(tmp_path):
         init = children(e.process.pid)[0]  # unshare's child: PID 1 inside the namespace
         nspid = next(line for line in Path(f"/proc/{init}/status").read_text().splitlines() if line.startswith("NSpid:"))
         assert nspid.split()[-1] == "1"  # its pid inside the container
-        assert "ipv6_entrypoint.sh" in " ".join(cmdline(init))
+        assert "supervisor.py" in " ".join(cmdline(init))  # the launcher exec'd it
         # Five orphans inside the container: each shell starts a short sleep and exits at once.
         for _ in range(5):
             subprocess.run(["nsenter", "--target", str(init), "--pid", "--mount", "sh", "-c", "sleep 0.3 &"],

@@ -139,7 +139,7 @@ class Entrypoint:
     def start(self) -> "Entrypoint":
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [*self.launcher, "/bin/sh", str(ENTRYPOINT), *self.args],
+            [*self.launcher, *self.command()],
             cwd=self.workdir,
             env=self.env,
             stdout=self._log,
@@ -147,6 +147,9 @@ class Entrypoint:
             start_new_session=True,
         )
         return self
+
+    def command(self) -> list[str]:
+        return ["/bin/sh", str(ENTRYPOINT), *self.args]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

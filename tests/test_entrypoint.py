@@ -8,10 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.entrypoint_harness import (
@@ -27,6 +29,8 @@ from tests.entrypoint_harness import (
     session_processes,
     venv_bin,
 )
+from saladcog.serve import CogServer
+from saladcog.webhooks import Receiver
 
 GENERATION = {"0.9.9": "legacy", "0.16.12": "uvicorn", "0.23.1": "coglet"}
 
@@ -291,3 +295,94 @@ def test_as_pid_1_without_an_init_orphans_are_reaped(tmp_path):
         time.sleep(1.0)  # the sleeps have ended by now
         assert zombies_of(init) == []
         assert predict("::1", e.port, "still serving")["output"] == "still serving"
+
+
+# Drain on SIGTERM -------------------------------------------------------------------------------
+
+PROBE = Path(__file__).resolve().parents[1] / "src" / "saladcog" / "probe.py"
+
+
+def readiness(port: int, tmpdir: Path) -> tuple[int, str]:
+    """probe.py as Salad's exec probe runs it, a separate Python process in the container's env."""
+    done = subprocess.run([sys.executable, str(PROBE), "--port", str(port)], capture_output=True, text=True,
+                          timeout=10, env={**os.environ, "TMPDIR": str(tmpdir)})
+    return done.returncode, done.stderr
+
+
+def test_sigterm_in_relay_mode_delivers_the_running_sync_answer_and_refuses_new_work(tmp_path):
+    """The drain with socat in front: readiness fails at once, socat's listener stops (new
+    connections are refused) while its forked child carries the open request; the answer arrives
+    after the SIGTERM, then everything stops with status 0. Default grace: 8 s."""
+    with Entrypoint("0.23.1", "relay", tmp_path, env={"TMPDIR": str(tmp_path)}) as e:
+        e.wait_health("READY")
+        answer = {}
+
+        def call():
+            answer["got"] = request("::1", e.port, "POST", "/predictions",
+                                    {"input": {"text": "answered after SIGTERM", "seconds": 3}}, timeout=30)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        e.wait_health("BUSY", timeout=10)
+        e.process.send_signal(signal.SIGTERM)
+        code, err = readiness(e.port, tmp_path)
+        assert code == 1 and "draining" in err, err
+        deadline = time.monotonic() + 5
+        while health("::1", e.port) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(ConnectionRefusedError):
+            request("::1", e.port, "POST", "/predictions", {"input": {"text": "too late"}}, timeout=5)
+        caller.join(timeout=30)
+        status, body = answer["got"]
+        assert (status, body["status"], body["output"]) == (200, "succeeded", "answered after SIGTERM")
+        assert e.wait_exit(timeout=15) == 0, e.log()
+        assert "up to 8 s for the running prediction" in e.log()
+        assert wait_session_empty(e) == []
+        assert not (tmp_path / f"saladcog-{e.port}.draining").exists()
+
+
+def test_sigterm_in_bind_mode_lets_an_async_prediction_finish_and_its_webhook_arrive(tmp_path):
+    """Cog drops a running async prediction on SIGTERM. The supervisor holds the SIGTERM back
+    until the server is no longer BUSY (within the grace), so the prediction completes and its
+    completed webhook is delivered; meanwhile a new prediction is refused (409, one slot)."""
+    with Receiver(tmp_path / "hooks.sqlite", host="::1") as rx, \
+            Entrypoint("0.23.1", "bind", tmp_path, env={"TMPDIR": str(tmp_path)}) as e:
+        e.wait_health("READY")
+        started = httpx.post(f"http://[::1]:{e.port}/predictions", headers={"Prefer": "respond-async"},
+                             json={"id": "drained", "input": {"text": "finished", "seconds": 2},
+                                   "webhook": rx.url, "webhook_events_filter": ["completed"]})
+        assert started.status_code == 202
+        e.wait_health("BUSY", timeout=10)
+        e.process.send_signal(signal.SIGTERM)
+        code, err = readiness(e.port, tmp_path)
+        assert code == 1 and "draining" in err, err
+        status, _ = request("::1", e.port, "POST", "/predictions", {"input": {"text": "too late"}})
+        assert status == 409
+        assert e.wait_exit(timeout=15) == 0, e.log()
+        completed = rx.store.completed("drained")
+        assert completed is not None and (completed["status"], completed["output"]) == ("succeeded", "finished")
+        assert wait_session_empty(e) == []
+
+
+def test_sigterm_during_setup_stops_the_whole_tree(tmp_path):
+    """Issue 15: SIGTERM while the model loads left coglet's worker running (its server exited in
+    time, and the worker, orphaned, was never killed). `saladcog serve --front-door relay` on a
+    workstation, where nothing else would stop it: every process of the tree ends."""
+    runner = f"{ECHO / 'predict.py'}:Predictor"
+    in_setup = tmp_path / "in-setup"
+    env = {"ECHO_SETUP_SECONDS": "30", "ECHO_MARKER": str(in_setup), "TMPDIR": str(tmp_path)}
+    with CogServer(runner, front_door="relay", env=env) as server:
+        deadline = time.monotonic() + 30
+        while not in_setup.exists() and time.monotonic() < deadline:  # the worker runs setup()
+            time.sleep(0.05)
+        assert server.health() == "STARTING"
+        supervisor = server.process.pid
+        cog = next(p for p in children(supervisor) if "cog.server.http" in cmdline(p))
+        tree = [*children(supervisor), *children(cog)]
+        assert len(tree) >= 3, tree  # server, socat, worker
+        os.kill(supervisor, signal.SIGTERM)  # the entrypoint alone, as tini or a terminal sends it
+        server.process.wait(timeout=15)
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{pid}").exists() for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in tree if Path(f"/proc/{pid}").exists()] == []

@@ -149,7 +149,7 @@ def descendants(pid):
 
 def become_subreaper():
     """Orphans of the tree (a worker whose server exited) are re-parented here, not to PID 1,
-    so they can be found and stopped. Linux only; elsewhere process groups are the fallback."""
+    so they can be found and stopped. Linux only (Cog images are Linux)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
@@ -182,12 +182,11 @@ class Supervisor:
     # Processes -----------------------------------------------------------------------------
 
     def spawn(self, name, argv, env=None):
-        """Starts `argv` in its own process group (a terminal's Ctrl-C reaches only the supervisor,
-        which forwards it in order)."""
+        """Starts `argv` in the supervisor's own process group, so that whoever stops the group
+        from outside (a test harness, `saladcog serve`) reaches every process."""
         pid = os.fork()
         if pid == 0:
             try:
-                os.setpgid(0, 0)
                 os.execvpe(argv[0], argv, env if env is not None else os.environ)
             except OSError as e:
                 os.write(2, ("%s: cannot start %s: %s\n" % (ME, argv[0], e)).encode())
@@ -233,8 +232,7 @@ class Supervisor:
 
     def kill_tree(self):
         """SIGKILL for everything under the supervisor: STOP first, so that nothing starts anything
-        new meanwhile. Then the process groups of our children, for kernels without
-        /proc/*/children or subreapers."""
+        new meanwhile."""
         tree = descendants(os.getpid())
         for pid in tree:
             try:
@@ -245,11 +243,6 @@ class Supervisor:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
-        for child in self.children:
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + 5
         while descendants(os.getpid()) and time.monotonic() < deadline:

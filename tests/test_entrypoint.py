@@ -167,6 +167,9 @@ def test_arguments_pass_through_and_the_cog_cmd_is_dropped(cog_version, tmp_path
         ("COG_PYTHON", "python; touch {pwned}", "COG_PYTHON must be an absolute path"),
         ("COG_SHUTDOWN_TIMEOUT", "5s; touch {pwned}", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),
         ("COG_SHUTDOWN_TIMEOUT", "08", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),  # octal in $((...))
+        ("SALADCOG_SQS_WORKER", "1; touch {pwned}", "SALADCOG_SQS_WORKER must be 0 or 1"),
+        ("SALADCOG_JOB_QUEUE", "yes", "SALADCOG_JOB_QUEUE must be 0 or 1"),
+        ("SALADCOG_JOB_QUEUE", "1", "SALADCOG_JOB_QUEUE=1 needs COG_IPV6_MODE=openai"),  # mode is auto here
     ],
 )
 def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, tmp_path):
@@ -179,6 +182,17 @@ def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, t
         assert message in e.log() and "refusing to start" in e.log()
     assert not pwned.exists()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("worker, message", [
+    (None, "SALADCOG_JOB_QUEUE=1 needs salad-http-job-queue-worker on PATH or SALADCOG_JOB_QUEUE_WORKER"),
+    ("bin/worker", "SALADCOG_JOB_QUEUE_WORKER must be an absolute path, got 'bin/worker'"),
+])
+def test_the_job_queue_needs_its_worker_binary(worker, message, tmp_path):
+    env = {"SALADCOG_JOB_QUEUE": "1", **({"SALADCOG_JOB_QUEUE_WORKER": worker} if worker else {})}
+    with Entrypoint("0.23.1", "openai", tmp_path, env=env) as e:
+        assert e.wait_exit(timeout=5) == 64
+        assert message in e.log() and "refusing to start" in e.log()
 
 
 def busy_with_a_sync_prediction(e: Entrypoint, seconds: float) -> threading.Thread:

@@ -25,7 +25,6 @@ then stays their parent:
 """
 
 import argparse
-import ctypes
 import http.client
 import json
 import os
@@ -36,6 +35,11 @@ import socket
 import sys
 import tempfile
 import time
+
+try:
+    import ctypes
+except ImportError:  # a Python built without libffi: no subreaper, the process tree still is walked
+    ctypes = None
 
 ME = "ipv6_entrypoint"
 # The OpenAI front door: `python -m DOOR_MODULE --port P --upstream URL` (docs/openai.md).
@@ -150,10 +154,11 @@ def descendants(pid):
 def become_subreaper():
     """Orphans of the tree (a worker whose server exited) are re-parented here, not to PID 1,
     so they can be found and stopped. Linux only (Cog images are Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if ctypes is not None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
 
 
 class Child:
@@ -173,6 +178,8 @@ class Supervisor:
         self.children = []
         self.server = None
         self.fronts = []  # the door or socat in front, the 127.0.0.1 leg of a uvicorn bind
+        self.leg = None  # that leg: it keeps serving in-container callers until the server is gone
+        self.door = None
         self.sidecars = []
         self.signalled = None
         self.marker = drain_marker(options.port)
@@ -208,7 +215,7 @@ class Supervisor:
                 if child.pid == pid:
                     child.status = status
 
-    def signal(self, child, sig):
+    def send(self, child, sig):
         if child is not None and child.running:
             try:
                 os.kill(child.pid, sig)
@@ -253,7 +260,7 @@ class Supervisor:
         """SIGTERM every child still running, up to `wait` seconds for the tree to end by itself
         (socat's children finish their connections), then kill what is left."""
         for child in self.children:
-            self.signal(child, signal.SIGTERM)
+            self.send(child, signal.SIGTERM)
         self.wait_for(lambda: not descendants(os.getpid()), time.monotonic() + wait)
         self.kill_tree()
         try:
@@ -272,8 +279,9 @@ class Supervisor:
         self.server = self.spawn("Cog server", server_command(o.python, o.generation, o.mode, o.args), env)
         if o.mode == "openai":
             say("OpenAI audio API front door on [::]:%d" % o.port)
-            self.fronts.append(self.spawn("front door", [o.python, "-m", DOOR_MODULE, "--port", str(o.port),
-                                                         "--upstream", "http://127.0.0.1:%d" % o.internal_port]))
+            self.door = self.spawn("front door", [o.python, "-m", DOOR_MODULE, "--port", str(o.port),
+                                                  "--upstream", "http://127.0.0.1:%d" % o.internal_port])
+            self.fronts.append(self.door)
         elif o.mode == "relay":
             self.fronts.append(self.spawn("relay", SOCAT + [
                 "TCP6-LISTEN:%d,ipv6only=0,reuseaddr,fork,nodelay" % o.port,
@@ -290,9 +298,10 @@ class Supervisor:
 
     def start_leg(self):
         self.leg_pending = False
-        self.fronts.append(self.spawn("relay", SOCAT + [
+        self.leg = self.spawn("127.0.0.1 relay", SOCAT + [
             "TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay" % self.o.port,
-            "TCP6:[::1]:%d,nodelay" % self.o.port]))
+            "TCP6:[::1]:%d,nodelay" % self.o.port])
+        self.fronts.append(self.leg)
 
     # Run -----------------------------------------------------------------------------------
 
@@ -317,6 +326,9 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop when a child ends
+        # The door and the sidecars drain on SIGTERM within the same grace (the launcher's default
+        # applied when the variable is unset).
+        os.environ["COG_SHUTDOWN_TIMEOUT"] = str(self.o.grace)
         self.start()
         sick = 0
         next_health = time.monotonic() + HEALTH_EVERY
@@ -356,9 +368,9 @@ class Supervisor:
         for child in self.sidecars + self.fronts:
             # The door answers 503 and lets its predictions finish; socat's listener ends and
             # its forked children keep the open connections; sidecars stop taking jobs.
-            if child.name != "relay" or o.mode == "relay":
-                self.signal(child, signal.SIGTERM)
-        clients = [c for c in self.sidecars + self.fronts if c.name != "relay"]
+            if child is not self.leg:
+                self.send(child, signal.SIGTERM)
+        clients = self.sidecars + ([self.door] if self.door else [])
 
         def settled():
             if not self.server.running:
@@ -368,10 +380,12 @@ class Supervisor:
             return health(self.health_host, self.server_port) != "BUSY"
 
         self.wait_for(settled, deadline)
-        self.signal(self.server, signal.SIGTERM)
+        self.send(self.server, signal.SIGTERM)
         # Cog servers finish an open sync request before they exit (cog 0.9.9 says READY while it
-        # predicts): the server keeps what is left of the grace, at least SHORT_WAIT.
-        self.wait_for(lambda: not self.server.running, max(deadline, time.monotonic() + SHORT_WAIT))
+        # predicts), and past the grace the door sends its failed webhooks: the server and the
+        # clients keep what is left of the grace, at least SHORT_WAIT.
+        self.wait_for(lambda: not self.server.running and not any(c.running for c in clients),
+                      max(deadline, time.monotonic() + SHORT_WAIT))
         if self.server.running:
             say("the Cog server is still running %d s after SIG%s (COG_SHUTDOWN_TIMEOUT); killing it "
                 "and its worker" % (o.grace, sig[3:]))

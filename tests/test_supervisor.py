@@ -9,10 +9,11 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
-from tests.entrypoint_harness import REPO, Entrypoint, free_port, session_processes, venv_bin
+from tests.entrypoint_harness import REPO, Entrypoint, free_port, request, session_processes, venv_bin
 
 SUPERVISOR = REPO / "src" / "saladcog" / "supervisor.py"
 
@@ -88,9 +89,10 @@ def test_a_sidecar_that_exits_ends_the_container_and_stops_the_rest(tmp_path):
         assert session_processes(s.process.pid) == []
 
 
-def test_on_sigterm_the_job_queue_worker_stops_first_while_the_server_still_serves(tmp_path):
-    """openai mode, the job-queue worker beside the door: SIGTERM reaches the worker first, which
-    finishes its job against a server that still answers; then everything stops with status 0."""
+def test_on_sigterm_the_door_and_the_job_queue_worker_stop_first_while_the_server_still_serves(tmp_path):
+    """openai mode, the job-queue worker beside the door: SIGTERM reaches the door and the worker
+    first; the worker finishes its job against a server that still answers, a sync prediction
+    open through the door gets its answer; then everything stops with status 0."""
     log = tmp_path / "worker.log"
     worker = tmp_path / "salad-http-job-queue-worker"
     worker.write_text(f"#!{sys.executable}\n{STANDIN}")
@@ -102,7 +104,20 @@ def test_on_sigterm_the_job_queue_worker_stops_first_while_the_server_still_serv
     with s:
         s.wait_health("READY", timeout=60)
         wait_for_line(log, "started")
+        answer = {}
+
+        def call():
+            answer["got"] = request("::1", s.port, "POST", "/predictions",
+                                    {"input": {"text": "through the door", "seconds": 2}}, timeout=30)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        s.wait_health("BUSY", timeout=10)
         s.process.send_signal(signal.SIGTERM)
+        caller.join(timeout=30)
         assert s.wait_exit(timeout=20) == 0, s.log()
-        assert log.read_text().splitlines() == ["started", "TERM", "READY"]
+        status, body = answer["got"]
+        assert (status, body["output"]) == (200, "through the door")
+        lines = log.read_text().splitlines()
+        assert lines[:2] == ["started", "TERM"] and lines[2] in ("BUSY", "READY"), lines  # still serving
         assert session_processes(s.process.pid) == []

@@ -174,7 +174,7 @@ class Child:
 
 class Supervisor:
     def __init__(self, options):
-        self.o = options
+        self.options = options
         self.children = []
         self.server = None
         self.fronts = []  # the door or socat in front, the 127.0.0.1 leg of a uvicorn bind
@@ -271,7 +271,7 @@ class Supervisor:
     # Start ---------------------------------------------------------------------------------
 
     def start(self):
-        o = self.o
+        o = self.options
         server_port = o.port if o.mode == "bind" else o.internal_port
         self.health_host = "::1" if o.mode == "bind" else "127.0.0.1"
         self.server_port = server_port
@@ -299,8 +299,8 @@ class Supervisor:
     def start_leg(self):
         self.leg_pending = False
         self.leg = self.spawn("127.0.0.1 relay", SOCAT + [
-            "TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay" % self.o.port,
-            "TCP6:[::1]:%d,nodelay" % self.o.port])
+            "TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay" % self.options.port,
+            "TCP6:[::1]:%d,nodelay" % self.options.port])
         self.fronts.append(self.leg)
 
     # Run -----------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the loop when a child ends
         # The door and the sidecars drain on SIGTERM within the same grace (the launcher's default
         # applied when the variable is unset).
-        os.environ["COG_SHUTDOWN_TIMEOUT"] = str(self.o.grace)
+        os.environ["COG_SHUTDOWN_TIMEOUT"] = str(self.options.grace)
         self.start()
         sick = 0
         next_health = time.monotonic() + HEALTH_EVERY
@@ -345,7 +345,7 @@ class Supervisor:
                     say("the %s exited (status %d); stopping the Cog server" % (child.name, exit_code(child.status)))
                     self.stop_everything(SHORT_WAIT)
                     return 1
-            if self.leg_pending and listening("::1", self.o.port):
+            if self.leg_pending and listening("::1", self.options.port):
                 self.start_leg()
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + HEALTH_EVERY
@@ -361,7 +361,7 @@ class Supervisor:
     def drain(self):
         """Readiness already fails (on_signal). New work is refused, the running prediction gets
         until the grace ends, then the server stops; whatever outlives it is killed."""
-        o, sig = self.o, self.signalled
+        o, sig = self.options, self.signalled
         deadline = time.monotonic() + o.grace
         say("SIG%s: draining (readiness fails; up to %d s for the running prediction, "
             "COG_SHUTDOWN_TIMEOUT)" % (sig[3:], o.grace))

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +76,20 @@ def predict(host: str, port: int, text: str, seconds: float = 0.0) -> dict:
     status, body = request(host, port, "POST", "/predictions", {"input": {"text": text, "seconds": seconds}})
     assert status == 200, (status, body)
     return body
+
+
+def predict_in_background(port: int, text: str, seconds: float) -> tuple[threading.Thread, dict]:
+    """A sync prediction over [::1] on a thread: join the thread, then the dict's "answer" is
+    (HTTP status, body)."""
+    result: dict = {}
+
+    def call():
+        result["answer"] = request("::1", port, "POST", "/predictions",
+                                   {"input": {"text": text, "seconds": seconds}}, timeout=30)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    return caller, result
 
 
 def children(pid: int) -> list[int]:

@@ -25,6 +25,7 @@ from tests.entrypoint_harness import (
     free_port,
     health,
     predict,
+    predict_in_background,
     request,
     session_processes,
     venv_bin,
@@ -329,14 +330,7 @@ def test_sigterm_in_relay_mode_delivers_the_running_sync_answer_and_refuses_new_
     after the SIGTERM, then everything stops with status 0. Default grace: 8 s."""
     with Entrypoint("0.23.1", "relay", tmp_path, env={"TMPDIR": str(tmp_path)}) as e:
         e.wait_health("READY")
-        answer = {}
-
-        def call():
-            answer["got"] = request("::1", e.port, "POST", "/predictions",
-                                    {"input": {"text": "answered after SIGTERM", "seconds": 3}}, timeout=30)
-
-        caller = threading.Thread(target=call)
-        caller.start()
+        caller, result = predict_in_background(e.port, "answered after SIGTERM", seconds=3)
         e.wait_health("BUSY", timeout=10)
         e.process.send_signal(signal.SIGTERM)
         code, err = readiness(e.port, tmp_path)
@@ -347,7 +341,7 @@ def test_sigterm_in_relay_mode_delivers_the_running_sync_answer_and_refuses_new_
         with pytest.raises(ConnectionRefusedError):
             request("::1", e.port, "POST", "/predictions", {"input": {"text": "too late"}}, timeout=5)
         caller.join(timeout=30)
-        status, body = answer["got"]
+        status, body = result["answer"]
         assert (status, body["status"], body["output"]) == (200, "succeeded", "answered after SIGTERM")
         assert e.wait_exit(timeout=15) == 0, e.log()
         assert "up to 8 s for the running prediction" in e.log()

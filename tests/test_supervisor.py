@@ -9,11 +9,17 @@ import os
 import signal
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
-from tests.entrypoint_harness import REPO, Entrypoint, free_port, request, session_processes, venv_bin
+from tests.entrypoint_harness import (
+    REPO,
+    Entrypoint,
+    free_port,
+    predict_in_background,
+    session_processes,
+    venv_bin,
+)
 
 SUPERVISOR = REPO / "src" / "saladcog" / "supervisor.py"
 
@@ -104,19 +110,12 @@ def test_on_sigterm_the_door_and_the_job_queue_worker_stop_first_while_the_serve
     with s:
         s.wait_health("READY", timeout=60)
         wait_for_line(log, "started")
-        answer = {}
-
-        def call():
-            answer["got"] = request("::1", s.port, "POST", "/predictions",
-                                    {"input": {"text": "through the door", "seconds": 2}}, timeout=30)
-
-        caller = threading.Thread(target=call)
-        caller.start()
+        caller, result = predict_in_background(s.port, "through the door", seconds=2)
         s.wait_health("BUSY", timeout=10)
         s.process.send_signal(signal.SIGTERM)
         caller.join(timeout=30)
         assert s.wait_exit(timeout=20) == 0, s.log()
-        status, body = answer["got"]
+        status, body = result["answer"]
         assert (status, body["output"]) == (200, "through the door")
         lines = log.read_text().splitlines()
         assert lines[:2] == ["started", "TERM"] and lines[2] in ("BUSY", "READY"), lines  # still serving

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +78,20 @@ def predict(host: str, port: int, text: str, seconds: float = 0.0) -> dict:
     return body
 
 
+def predict_in_background(port: int, text: str, seconds: float) -> tuple[threading.Thread, dict]:
+    """A sync prediction over [::1] on a thread: join the thread, then the dict's "answer" is
+    (HTTP status, body)."""
+    result: dict = {}
+
+    def call():
+        result["answer"] = request("::1", port, "POST", "/predictions",
+                                   {"input": {"text": text, "seconds": seconds}}, timeout=30)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    return caller, result
+
+
 def children(pid: int) -> list[int]:
     """Child processes of `pid`, whichever of its threads started them (coglet's worker comes
     from a runtime thread, not the main one)."""
@@ -139,7 +154,7 @@ class Entrypoint:
     def start(self) -> "Entrypoint":
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [*self.launcher, "/bin/sh", str(ENTRYPOINT), *self.args],
+            [*self.launcher, *self.command()],
             cwd=self.workdir,
             env=self.env,
             stdout=self._log,
@@ -147,6 +162,9 @@ class Entrypoint:
             start_new_session=True,
         )
         return self
+
+    def command(self) -> list[str]:
+        return ["/bin/sh", str(ENTRYPOINT), *self.args]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -8,10 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.entrypoint_harness import (
@@ -23,10 +25,13 @@ from tests.entrypoint_harness import (
     free_port,
     health,
     predict,
+    predict_in_background,
     request,
     session_processes,
     venv_bin,
 )
+from saladcog.serve import CogServer
+from saladcog.webhooks import Receiver
 
 GENERATION = {"0.9.9": "legacy", "0.16.12": "uvicorn", "0.23.1": "coglet"}
 
@@ -163,6 +168,9 @@ def test_arguments_pass_through_and_the_cog_cmd_is_dropped(cog_version, tmp_path
         ("COG_PYTHON", "python; touch {pwned}", "COG_PYTHON must be an absolute path"),
         ("COG_SHUTDOWN_TIMEOUT", "5s; touch {pwned}", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),
         ("COG_SHUTDOWN_TIMEOUT", "08", "COG_SHUTDOWN_TIMEOUT must be whole seconds"),  # octal in $((...))
+        ("SALADCOG_SQS_WORKER", "1; touch {pwned}", "SALADCOG_SQS_WORKER must be 0 or 1"),
+        ("SALADCOG_JOB_QUEUE", "yes", "SALADCOG_JOB_QUEUE must be 0 or 1"),
+        ("SALADCOG_JOB_QUEUE", "1", "SALADCOG_JOB_QUEUE=1 needs COG_IPV6_MODE=openai"),  # mode is auto here
     ],
 )
 def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, tmp_path):
@@ -175,6 +183,17 @@ def test_hostile_environment_is_refused_and_nothing_runs(name, value, message, t
         assert message in e.log() and "refusing to start" in e.log()
     assert not pwned.exists()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("worker, message", [
+    (None, "SALADCOG_JOB_QUEUE=1 needs salad-http-job-queue-worker on PATH or SALADCOG_JOB_QUEUE_WORKER"),
+    ("bin/worker", "SALADCOG_JOB_QUEUE_WORKER must be an absolute path, got 'bin/worker'"),
+])
+def test_the_job_queue_needs_its_worker_binary(worker, message, tmp_path):
+    env = {"SALADCOG_JOB_QUEUE": "1", **({"SALADCOG_JOB_QUEUE_WORKER": worker} if worker else {})}
+    with Entrypoint("0.23.1", "openai", tmp_path, env=env) as e:
+        assert e.wait_exit(timeout=5) == 64
+        assert message in e.log() and "refusing to start" in e.log()
 
 
 def busy_with_a_sync_prediction(e: Entrypoint, seconds: float) -> threading.Thread:
@@ -278,7 +297,7 @@ def test_as_pid_1_without_an_init_orphans_are_reaped(tmp_path):
         init = children(e.process.pid)[0]  # unshare's child: PID 1 inside the namespace
         nspid = next(line for line in Path(f"/proc/{init}/status").read_text().splitlines() if line.startswith("NSpid:"))
         assert nspid.split()[-1] == "1"  # its pid inside the container
-        assert "ipv6_entrypoint.sh" in " ".join(cmdline(init))
+        assert "supervisor.py" in " ".join(cmdline(init))  # the launcher exec'd it
         # Five orphans inside the container: each shell starts a short sleep and exits at once.
         for _ in range(5):
             subprocess.run(["nsenter", "--target", str(init), "--pid", "--mount", "sh", "-c", "sleep 0.3 &"],
@@ -291,3 +310,87 @@ def test_as_pid_1_without_an_init_orphans_are_reaped(tmp_path):
         time.sleep(1.0)  # the sleeps have ended by now
         assert zombies_of(init) == []
         assert predict("::1", e.port, "still serving")["output"] == "still serving"
+
+
+# Drain on SIGTERM -------------------------------------------------------------------------------
+
+PROBE = Path(__file__).resolve().parents[1] / "src" / "saladcog" / "probe.py"
+
+
+def readiness(port: int, tmpdir: Path) -> tuple[int, str]:
+    """probe.py as Salad's exec probe runs it, a separate Python process in the container's env."""
+    done = subprocess.run([sys.executable, str(PROBE), "--port", str(port)], capture_output=True, text=True,
+                          timeout=10, env={**os.environ, "TMPDIR": str(tmpdir)})
+    return done.returncode, done.stderr
+
+
+def test_sigterm_in_relay_mode_delivers_the_running_sync_answer_and_refuses_new_work(tmp_path):
+    """The drain with socat in front: readiness fails at once, socat's listener stops (new
+    connections are refused) while its forked child carries the open request; the answer arrives
+    after the SIGTERM, then everything stops with status 0. Default grace: 8 s."""
+    with Entrypoint("0.23.1", "relay", tmp_path, env={"TMPDIR": str(tmp_path)}) as e:
+        e.wait_health("READY")
+        caller, result = predict_in_background(e.port, "answered after SIGTERM", seconds=3)
+        e.wait_health("BUSY", timeout=10)
+        e.process.send_signal(signal.SIGTERM)
+        code, err = readiness(e.port, tmp_path)
+        assert code == 1 and "draining" in err, err
+        deadline = time.monotonic() + 5
+        while health("::1", e.port) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(ConnectionRefusedError):
+            request("::1", e.port, "POST", "/predictions", {"input": {"text": "too late"}}, timeout=5)
+        caller.join(timeout=30)
+        status, body = result["answer"]
+        assert (status, body["status"], body["output"]) == (200, "succeeded", "answered after SIGTERM")
+        assert e.wait_exit(timeout=15) == 0, e.log()
+        assert "up to 8 s for the running prediction" in e.log()
+        assert wait_session_empty(e) == []
+        assert not (tmp_path / f"saladcog-{e.port}.draining").exists()
+
+
+def test_sigterm_in_bind_mode_lets_an_async_prediction_finish_and_its_webhook_arrive(tmp_path):
+    """Cog drops a running async prediction on SIGTERM. The supervisor holds the SIGTERM back
+    until the server is no longer BUSY (within the grace), so the prediction completes and its
+    completed webhook is delivered; meanwhile a new prediction is refused (409, one slot)."""
+    with Receiver(tmp_path / "hooks.sqlite", host="::1") as rx, \
+            Entrypoint("0.23.1", "bind", tmp_path, env={"TMPDIR": str(tmp_path)}) as e:
+        e.wait_health("READY")
+        started = httpx.post(f"http://[::1]:{e.port}/predictions", headers={"Prefer": "respond-async"},
+                             json={"id": "drained", "input": {"text": "finished", "seconds": 2},
+                                   "webhook": rx.url, "webhook_events_filter": ["completed"]})
+        assert started.status_code == 202
+        e.wait_health("BUSY", timeout=10)
+        e.process.send_signal(signal.SIGTERM)
+        code, err = readiness(e.port, tmp_path)
+        assert code == 1 and "draining" in err, err
+        status, _ = request("::1", e.port, "POST", "/predictions", {"input": {"text": "too late"}})
+        assert status == 409
+        assert e.wait_exit(timeout=15) == 0, e.log()
+        completed = rx.store.completed("drained")
+        assert completed is not None and (completed["status"], completed["output"]) == ("succeeded", "finished")
+        assert wait_session_empty(e) == []
+
+
+def test_sigterm_during_setup_stops_the_whole_tree(tmp_path):
+    """Issue 15: SIGTERM while the model loads left coglet's worker running (its server exited in
+    time, and the worker, orphaned, was never killed). `saladcog serve --front-door relay` on a
+    workstation, where nothing else would stop it: every process of the tree ends."""
+    runner = f"{ECHO / 'predict.py'}:Predictor"
+    in_setup = tmp_path / "in-setup"
+    env = {"ECHO_SETUP_SECONDS": "30", "ECHO_MARKER": str(in_setup), "TMPDIR": str(tmp_path)}
+    with CogServer(runner, front_door="relay", env=env) as server:
+        deadline = time.monotonic() + 30
+        while not in_setup.exists() and time.monotonic() < deadline:  # the worker runs setup()
+            time.sleep(0.05)
+        assert server.health() == "STARTING"
+        supervisor = server.process.pid
+        cog = next(p for p in children(supervisor) if "cog.server.http" in cmdline(p))
+        tree = [*children(supervisor), *children(cog)]
+        assert len(tree) >= 3, tree  # server, socat, worker
+        os.kill(supervisor, signal.SIGTERM)  # the entrypoint alone, as tini or a terminal sends it
+        server.process.wait(timeout=15)
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{pid}").exists() for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in tree if Path(f"/proc/{pid}").exists()] == []

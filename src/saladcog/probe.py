@@ -4,6 +4,10 @@ GET /health-check always answers 200; the state is in the body's "status". Readi
 only on READY; liveness (--liveness) also on BUSY, so that a long prediction does not get the
 instance restarted. Exit 0 when the probe passes, 1 otherwise, with the reason on stderr.
 
+Readiness also fails from the moment the instance drains: the entrypoint's supervisor writes a
+marker file on SIGTERM (supervisor.drain_marker), so the gateway and the job queue send no more
+work while the running prediction finishes. Liveness is not affected.
+
 --timeout is one deadline for the whole check (connect, send, every read), so a server that
 trickles its answer a byte at a time still fails in time; the answer is capped in size.
 
@@ -18,6 +22,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 
 PASSING = {"readiness": ("READY",), "liveness": ("READY", "BUSY")}
@@ -67,6 +72,12 @@ def health(host, port, timeout):
     return status
 
 
+def draining(port):
+    """True once the supervisor started to drain (SIGTERM). Same path as supervisor.drain_marker:
+    each file is copied alone into images, so neither imports the other."""
+    return os.path.exists(os.path.join(tempfile.gettempdir(), "saladcog-%d.draining" % port))
+
+
 def port_number(text):
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise ValueError(text)
@@ -92,6 +103,9 @@ def main(argv=None):
         parser.error("--timeout must be a positive number of seconds, got %r" % args.timeout)
 
     kind = "liveness" if args.liveness else "readiness"
+    if not args.liveness and draining(port):
+        print("readiness: draining (SIGTERM received: the instance is stopping)", file=sys.stderr)
+        return 1
     try:
         status = health(args.host, port, args.timeout)
     except (OSError, ValueError) as e:  # refused, timed out, not HTTP, not JSON

@@ -40,6 +40,7 @@ import saladcog
 REPO_ROOT = Path(saladcog.__file__).resolve().parents[2]
 ENTRYPOINT = REPO_ROOT / "ipv6_entrypoint.sh"
 PROBE = Path(__file__).with_name("probe.py")
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
 
 # Where each kind of image carries the entrypoint and the probe. `cog build` copies this
 # repository to /src; wrapper/Dockerfile installs them under /usr/local. Cog images run with
@@ -53,8 +54,10 @@ WRAPPED_PROBE = ["python", "/usr/local/lib/saladcog/probe.py"]
 
 def unmodified_command() -> list[str]:
     """Command override that runs an UNMODIFIED Cog image on IPv6: the entrypoint's text is passed
-    to `sh -c`. Without socat in the image it binds (auto mode never needs socat for a known Cog)."""
-    return [*TINI, "sh", "-c", ENTRYPOINT.read_text(), "ipv6_entrypoint.sh"]
+    to `sh -c`, and the supervisor's text to it (the image has neither file). Without socat in the
+    image it binds (auto mode never needs socat for a known Cog)."""
+    return [*TINI, "sh", "-c", ENTRYPOINT.read_text(), "ipv6_entrypoint.sh",
+            "--supervisor-code", SUPERVISOR.read_text()]
 
 
 def unmodified_probe() -> list[str]:

@@ -191,3 +191,24 @@ def test_bad_input_fails_clearly_and_the_server_recovers(parakeet_server, clips,
     parakeet_server.wait_ready(timeout=5)
     body = predict(parakeet_server.url("[::1]"), {"audio": data_uri(clips[1].wav)}).json()
     assert body["status"] == "succeeded", body.get("error")
+
+
+def test_openai_door_answers_parakeet_and_whisper_1_with_the_images_model(parakeet_server, model_dir):
+    """The OpenAI front door (COG_IPV6_MODE=openai) before the Parakeet runner, called with the
+    official SDK: both model names give the Cog API's transcript; translation is refused."""
+    import openai
+
+    path = SPEECH / "goforward.wav"
+    cog = predict(parakeet_server.url("[::1]"), {"audio": data_uri(path), "word_timestamps": True}).json()["output"]
+    with CogServer("parakeet", front_door="openai", env={"SALADCOG_MODEL_DIR": str(model_dir)}) as server:
+        server.wait_ready(timeout=180)
+        with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="sk-any", max_retries=0) as client:
+            for model in ("parakeet", "whisper-1"):
+                with path.open("rb") as f:
+                    answer = client.audio.transcriptions.create(
+                        model=model, file=f, response_format="verbose_json", timestamp_granularities=["word"])
+                assert answer.text == cog["text"]
+                assert [w.start for w in answer.words] == [w["start"] for w in words_of(cog)]
+            with path.open("rb") as f, pytest.raises(openai.APIStatusError) as refused:
+                client.audio.translations.create(model="parakeet", file=f)
+            assert "only transcribes (no translation)" in str(refused.value)

@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from asr import report, speech_file  # noqa: E402
+from asr import report, served_vs_direct, speech_file  # noqa: E402
 from saladcog import audio  # noqa: E402
 from saladcog.asr import parakeet  # noqa: E402
 from saladcog.client import data_uri  # noqa: E402
-from saladcog.serve import CogServer  # noqa: E402
 
 
 def model_dir(workdir: Path) -> Path:
@@ -46,7 +42,7 @@ def model_dir(workdir: Path) -> Path:
     return path
 
 
-def server_overhead(workdir: Path, repeats: int = 7) -> None:
+def server_overhead(workdir: Path, repeats: int = 11) -> None:
     """Direct and served runs alternate, so that a change in the machine's load hits both."""
     path = speech_file(workdir / "overhead.wav", rounds=3, silence_seconds=0)
     directory = model_dir(workdir)
@@ -57,29 +53,9 @@ def server_overhead(workdir: Path, repeats: int = 7) -> None:
         parakeet.transcribe(model, path, batch_size=4)
         return time.perf_counter() - started
 
-    with CogServer("parakeet", env={"SALADCOG_MODEL_DIR": str(directory)}) as server:
-        server.wait_ready(300)
-        url = f"{server.url('[::1]')}/predictions"
-        body = {"input": {"audio": data_uri(path), "batch_size": 4}}
-
-        def served() -> float:
-            started = time.perf_counter()
-            response = httpx.post(url, json=body, timeout=600).json()
-            assert response["status"] == "succeeded", response.get("error")
-            return time.perf_counter() - started
-
-        direct(), served()  # warm both: the first request loads the worker's caches
-        timings = [(direct(), served()) for _ in range(repeats)]
-    duration = audio.probe(path).duration
-    rtf_direct = statistics.median(d for d, _ in timings) / duration
-    rtf_server = statistics.median(s for _, s in timings) / duration
-    report(
-        "parakeet_server_overhead",
-        audio_seconds=round(duration, 1),
-        rtf_direct=round(rtf_direct, 4),
-        rtf_server=round(rtf_server, 4),
-        ratio=round(rtf_server / rtf_direct, 3),
-    )
+    served_vs_direct("parakeet_server_overhead", path, direct, "parakeet",
+                     {"audio": data_uri(path), "batch_size": 4}, env={"SALADCOG_MODEL_DIR": str(directory)},
+                     repeats=repeats)
 
 
 def peak_rss_child(directory: str, path: str) -> None:

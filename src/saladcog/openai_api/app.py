@@ -18,7 +18,7 @@ from saladcog.openai_api.uploads import Uploads
 from saladcog.openai_api.upstream import Upstream
 
 # Names OpenAI's SDKs and tools send, answered by the image's model of that kind.
-ASR_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "parakeet")
+ASR_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 TTS_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 MAX_JSON_BYTES = 1 << 20
 # Between two pieces of one speech another caller may take the runner's slot: wait this long.

@@ -212,3 +212,11 @@ def test_openai_door_answers_parakeet_and_whisper_1_with_the_images_model(parake
             with path.open("rb") as f, pytest.raises(openai.APIStatusError) as refused:
                 client.audio.translations.create(model="parakeet", file=f)
             assert "only transcribes (no translation)" in str(refused.value)
+
+
+def test_silence_gives_no_text(model_dir, tmp_path):
+    """A minute of digital silence costs no decoding and says nothing (no invented words)."""
+    path = tmp_path / "silence.flac"
+    audio.encode(np.zeros(60 * SR, dtype=np.float32), SR, path, "flac")
+    result = parakeet.transcribe(parakeet.load(model_dir), path)
+    assert result.segments == [] and result.text == "" and result.duration == pytest.approx(60, abs=0.1)

@@ -2,8 +2,8 @@
 
 onnx-asr runs the ONNX exports of the NeMo checkpoints (`istupakov/parakeet-tdt-0.6b-v2-onnx`,
 `-v3-onnx`: encoder-model.onnx with its .data, decoder_joint-model.onnx, vocab.txt, config.json)
-with onnxruntime: NeMo's log-mel front end as an ONNX graph, the encoder, and the greedy TDT
-decode. saladcog adds what the Whisper runners have: any media FFmpeg reads, files of any length
+with onnxruntime: NeMo's log-mel front end (numpy on a CPU, an ONNX graph on a GPU), the
+encoder, and the greedy TDT decode. saladcog adds what the Whisper runners have: any media FFmpeg reads, files of any length
 in bounded memory, silence cut out, segments and word timings, and requests refused in words.
 
 Long audio: Parakeet's full attention is limited in input length (about 24 minutes for v2), and

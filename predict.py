@@ -37,6 +37,11 @@ class WhisperInputs:
         description="Language spoken in the audio as an ISO 639-1 code (en, fr, de, …), or 'auto' to detect it.",
         default="auto",
     )
+    transcription = Input(
+        description="Format of the `transcription` output: plain text, SubRip or WebVTT subtitles.",
+        default="plain text",
+        choices=["plain text", "srt", "vtt"],
+    )
     word_timestamps = Input(description="Add word-level timings to each segment.", default=False)
     vad_filter = Input(description="Skip silence with the Silero voice-activity detector before decoding.", default=False)
     beam_size = Input(description="Beam width of the decoder.", default=5, ge=1, le=10)
@@ -102,11 +107,7 @@ class Whisper(BaseRunner):
         audio: Path = WhisperInputs.audio,
         task: str = WhisperInputs.task,
         language: str = WhisperInputs.language,
-        transcription: str = Input(
-            description="Format of the `transcription` output: plain text, SubRip or WebVTT subtitles.",
-            default="plain text",
-            choices=["plain text", "srt", "vtt"],
-        ),
+        transcription: str = WhisperInputs.transcription,
         word_timestamps: bool = WhisperInputs.word_timestamps,
         vad_filter: bool = WhisperInputs.vad_filter,
         batch_size: int = Input(
@@ -210,6 +211,69 @@ class WhisperStream(Whisper):
             segments, _ = transcribe_stream(self.model, sent.path, options, name=sent.name)
             for segment in segments:
                 yield segment_dict(segment, with_words=word_timestamps)
+
+
+class Parakeet(BaseRunner):
+    """NVIDIA Parakeet TDT 0.6B on onnx-asr (onnxruntime): v2 (English) or v3 (25 European
+    languages), whichever the image baked (SALADCOG_PARAKEET_MODEL in cog-parakeet.yaml)."""
+
+    def setup(self) -> None:
+        weights.stay_offline()
+        from saladcog.asr import parakeet
+
+        self.model = parakeet.load(weights.parakeet_model_dir())
+        print(f"loaded {self.model.path} on {self.model.device}")
+
+    def run(
+        self,
+        audio: Path = WhisperInputs.audio,
+        task: str = Input(
+            description="transcribe: text in the spoken language. Parakeet does not translate: translate is refused.",
+            default="transcribe",
+            choices=["transcribe", "translate"],
+        ),
+        language: str = Input(
+            description="Language spoken, as an ISO 639-1 code, or 'auto'. v2 knows en only; v3 25 European languages, which it finds by itself.",
+            default="auto",
+        ),
+        transcription: str = WhisperInputs.transcription,
+        word_timestamps: bool = WhisperInputs.word_timestamps,
+        batch_size: int = Input(
+            description="Pieces of up to 60 s encoded together (faster on a GPU; memory grows with it).",
+            default=4,
+            ge=1,
+            le=32,
+        ),
+    ) -> TranscriptionOutput:
+        from saladcog.asr import parakeet
+
+        started = time.perf_counter()
+        with inputs.fetched(audio, "audio") as sent:
+            result = parakeet.transcribe(
+                self.model,
+                sent.path,
+                task=task,
+                language=None if language.strip().lower() == "auto" else language.strip().lower(),
+                batch_size=batch_size,
+                name=sent.name,
+            )
+        seconds = time.perf_counter() - started
+        return TranscriptionOutput(
+            detected_language=result.language,
+            language_probability=1.0 if result.language else 0.0,
+            duration=result.duration,
+            text=result.text,
+            transcription=SUBTITLE_FORMATS[transcription](result.segments),
+            segments=[parakeet.segment_dict(s, with_words=word_timestamps) for s in result.segments],
+            metrics={
+                "audio_seconds": result.duration,
+                "processing_seconds": round(seconds, 3),
+                "real_time_factor": round(seconds / result.duration, 4),
+                "model": self.model.name,
+                "device": self.model.device,
+                "compute_type": "float32",
+            },
+        )
 
 
 class SpeechOutput(BaseModel):

@@ -20,7 +20,8 @@ from saladcog.schema import load_runner_module, openapi_schema
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["cog.yaml", *sorted(p.name for p in REPO.glob("cog-*.yaml"))]
 WHISPER_CONFIGS = [c for c in CONFIGS if "whisper" in (REPO / c).read_text().lower()]
-TTS_CONFIGS = [c for c in CONFIGS if c not in WHISPER_CONFIGS]
+PARAKEET_CONFIG = "cog-parakeet.yaml"
+TTS_CONFIGS = [c for c in CONFIGS if c not in WHISPER_CONFIGS and c != PARAKEET_CONFIG]
 SERVED_COG = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if '"cog==' in line)
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -45,7 +46,7 @@ def generated(cog_tool, tmp_path_factory):
 
 def test_every_model_has_an_image():
     assert set(CONFIGS) == {"cog.yaml", "cog-whisper-turbo.yaml", "cog-distil-whisper.yaml",
-                            "cog-openvoice.yaml", "cog-metavoice.yaml"}
+                            "cog-openvoice.yaml", "cog-metavoice.yaml", PARAKEET_CONFIG}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -120,6 +121,36 @@ def test_whisper_images_bake_the_weights_the_runner_loads(config):
         assert directory in getattr(module, name).baked_models
 
 
+def test_parakeet_image_carries_onnxruntimes_cuda_12_build_and_no_torch(generated):
+    """onnxruntime-gpu 1.27 and later on PyPI are CUDA 13 builds; 1.26.0 is CUDA 12 + cuDNN 9."""
+    build = yaml.safe_load((REPO / PARAKEET_CONFIG).read_text())["build"]
+    assert build["gpu"] is True and build["cuda"] == "12.8"
+    assert generated[PARAKEET_CONFIG].dockerfile.startswith("#syntax=docker/dockerfile:1.4\nFROM r8.im/cog-base:cuda12.8-python3.11\n")
+    requirements = (generated[PARAKEET_CONFIG].context / "requirements.txt").read_text().splitlines()
+    assert "onnxruntime-gpu==1.26.0" in requirements and "onnx-asr==0.12.0" in requirements
+    assert not [line for line in requirements if line.startswith(("torch", "onnxruntime=="))]
+
+
+def test_parakeet_image_bakes_the_weights_the_runner_loads(generated):
+    """One variable, set before the build steps, names the model the build downloads and the
+    runner loads; the step's repository is onnx-asr's export of that model."""
+    config = yaml.safe_load((REPO / PARAKEET_CONFIG).read_text())
+    environment = dict(line.split("=", 1) for line in config["environment"])
+    name = environment["SALADCOG_PARAKEET_MODEL"]
+    assert name == weights.PARAKEET_DEFAULT and environment["SALADCOG_WEIGHTS_ROOT"] == "/weights"
+    step = next(line for line in generated[PARAKEET_CONFIG].dockerfile.splitlines() if "snapshot_download" in line)
+    code = step.removeprefix('RUN python -c "').removesuffix('"')
+    assert step.startswith('RUN python -c "') and "SALADCOG_PARAKEET_MODEL" in code
+    # The step's own code, run against the names it would compute (no download).
+    calls = []
+    namespace = {"os": type("os", (), {"environ": {"SALADCOG_PARAKEET_MODEL": name}})}
+    exec(code.replace("import os; from huggingface_hub import snapshot_download;", "").strip(),
+         {**namespace, "snapshot_download": lambda repo, **kw: calls.append((repo, kw))})
+    [(repo, options)] = calls
+    assert repo == weights.PARAKEET_REPOS[name] and options["local_dir"] == f"/weights/{name}"
+    assert "encoder-model.onnx*" in options["allow_patterns"] and "vocab.txt" in options["allow_patterns"]
+
+
 # What each image does not install: its runner must import (and give its schema) without them.
 ABSENT_FROM_IMAGE = {
     "Whisper": ("torch", "transformers", "tiktoken"),
@@ -127,6 +158,7 @@ ABSENT_FROM_IMAGE = {
     "DistilWhisper": ("torch", "transformers", "tiktoken"),
     "MetaVoice": ("faster_whisper", "ctranslate2"),
     "OpenVoice": ("faster_whisper", "ctranslate2", "tiktoken"),
+    "Parakeet": ("torch", "transformers", "faster_whisper", "ctranslate2"),
 }
 
 

@@ -164,6 +164,8 @@ EXAMPLES = {
     "distil-whisper": our_image("distil-whisper", "saladcog-distil-whisper", memory_mb=12288),
     "openvoice": our_image("openvoice", "saladcog-openvoice", memory_mb=12288),
     "metavoice": our_image("metavoice", "saladcog-metavoice", GPU_24GB, memory_mb=24576),
+    # cog-parakeet.yaml: 2.4 GB of fp32 weights, loaded by onnxruntime into host memory first.
+    "parakeet": our_image("parakeet", "saladcog-parakeet", memory_mb=12288),
     # The Whisper image with OpenAI's audio API in front of Cog's (docs/openai.md).
     "whisper-large-v3-openai": our_image("whisper-large-v3-openai", "saladcog-whisper",
                                          env={"COG_IPV6_MODE": "openai"}),

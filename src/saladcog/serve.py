@@ -32,6 +32,7 @@ RUNNERS = {
     "distil-whisper": "predict.py:DistilWhisper",
     "openvoice": "predict.py:OpenVoice",
     "metavoice": "predict.py:MetaVoice",
+    "parakeet": "predict.py:Parakeet",
 }
 
 

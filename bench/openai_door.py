@@ -6,7 +6,7 @@ One coglet (the real Cog server, on [::], reached on 127.0.0.1) runs bench/opena
 runner with Whisper's inputs that only reads its file. Three paths to it, in one run:
   direct  client -> 127.0.0.1:P (coglet)
   relay   client -> [::1]:Q -> socat (ipv6_entrypoint.sh's line) -> coglet
-  door    client -> [::1]:R -> python -m saladcog.openai_api -> coglet
+  door    client -> [::1]:R -> python -m saladcog.door -> coglet
 Figures (one client, one keep-alive connection, requests in sequence):
   health   GET /health-check (the door passes it through)
   predict  POST /predictions with a 1 KB data URI (Cog's API, passed through by the door)
@@ -113,7 +113,7 @@ def main() -> None:
         target, relay_port, door_port = server.port, free_port(), free_port()
         relay = subprocess.Popen(["socat", "-b", "262144", f"TCP6-LISTEN:{relay_port},ipv6only=0,reuseaddr,fork,nodelay",
                                   f"TCP4:127.0.0.1:{target},nodelay"])
-        door = subprocess.Popen([sys.executable, "-m", "saladcog.openai_api", "--port", str(door_port),
+        door = subprocess.Popen([sys.executable, "-m", "saladcog.door", "--port", str(door_port),
                                  "--upstream", f"http://127.0.0.1:{target}", "--model", "whisper"],
                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         paths = {"direct": ("127.0.0.1", target), "relay": ("::1", relay_port), "door": ("::1", door_port)}

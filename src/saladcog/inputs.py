@@ -33,6 +33,8 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+from saladcog import handoff
+
 DEFAULT_MAX_INPUT_BYTES = 1_000_000_000  # Salad's gateway accepts requests up to 1 GB
 DEFAULT_FETCH_TIMEOUT_S = 300.0
 # A server that sends nothing for this long fails the fetch; a cancel also lands within it.
@@ -132,6 +134,10 @@ def take_over_cog_paths() -> None:
 def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterator[Received]:
     """`with fetched(audio, "audio") as sent:` the input in a temporary file at `sent.path`,
     deleted when the block ends, whether it succeeds, fails or is cancelled."""
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value).startswith(handoff.SCHEME):
+        with _door_upload(os.fspath(value), noun) as received:
+            yield received
+        return
     if not isinstance(value, SentFile):
         raise InputError(
             f"{noun} must be sent as a data URI or an http(s) URL; "
@@ -150,6 +156,20 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
         yield Received(path=path, name=name)
     finally:
         path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _door_upload(handle: str, noun: str) -> Iterator[Received]:
+    """A file the front door received, read where the door spooled it (saladcog.handoff). coglet
+    passes a string that is not a URL to run() as it is (a str or a Path)."""
+    try:
+        fd, filename = handoff.claim(handle)
+    except handoff.HandoffError as e:
+        raise InputError(f"the uploaded {noun}: {e}") from None
+    try:
+        yield Received(path=Path(f"/proc/self/fd/{fd}"), name=f"the uploaded file {filename}")
+    finally:
+        os.close(fd)
 
 
 def _too_large(name: str, limits: Limits) -> InputError:

@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import jiwer
 import openai
 import pytest
 
-from conftest import normalize, predict
-from saladcog import probe
+from conftest import normalize
+from saladcog import audio, probe
 from saladcog.client import data_uri
 from saladcog.serve import CogServer
 from saladcog.webhooks import Receiver
+from client_harness import long_recording
+from test_openai_entrypoint import front_door_pid
 from test_whisper_server import concatenated, parse_cues  # noqa: F401  (fixture, strict parser)
 
 API_KEY = "sk-test-front-door"
+KEY = {"Authorization": f"Bearer {API_KEY}"}
 MAX_UPLOAD_MB = 5
 
 
@@ -47,9 +52,18 @@ def client(server):
         yield client
 
 
-def spooled_files(spool) -> list:
-    """Uploads left in the front door's spool folder (the runner's own temp files are not its)."""
-    return [p for p in spool.glob("saladcog-openai-*/*")]
+def spooled_files(server, spool) -> list:
+    """Uploads the front door still holds: its open files in its spool folder (Starlette's
+    anonymous temporary files) and the upload links it issued (saladcog.handoff)."""
+    held = []
+    for fd in Path(f"/proc/{front_door_pid(server)}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(str(spool)):
+            held.append(target)
+    return held + list(spool.glob("saladcog-uploads-*/*"))
 
 
 def wait_ready(server, timeout: float = 5.0) -> str:
@@ -67,7 +81,7 @@ def left_ready(request):
     if "server" in request.fixturenames:
         server, spool = request.getfixturevalue("server"), request.getfixturevalue("spool")
         assert wait_ready(server) == "READY"
-        assert spooled_files(spool) == []
+        assert spooled_files(server, spool) == []
 
 
 def test_librivox_word_error_rate_as_through_cog(server, client, clips, concatenated):  # noqa: F811
@@ -76,7 +90,8 @@ def test_librivox_word_error_rate_as_through_cog(server, client, clips, concaten
         result = client.audio.transcriptions.create(model="whisper-1", file=f)
     reference = normalize(" ".join(clip.text for clip in clips))
     wer = jiwer.wer(reference, normalize(result.text))
-    cog = predict(server.url("[::1]"), {"audio": data_uri(path)}).json()["output"]
+    cog = httpx.post(f"{server.url('[::1]')}/predictions", json={"input": {"audio": data_uri(path)}},
+                     headers=KEY, timeout=300).json()["output"]
     assert wer <= 0.03, (wer, result.text)
     assert result.text == cog["text"]  # the same runner, the same settings: the same words
     assert result.usage.type == "duration" and result.usage.seconds == pytest.approx(cog["duration"], abs=1e-3)
@@ -153,8 +168,8 @@ def test_models(client):
     "kwargs, error_class, message",
     [
         (dict(file=("notes.wav", b"these are my notes, not audio")), openai.BadRequestError,
-         "notes.wav is not an audio or video file that FFmpeg can read"),
-        (dict(file=("empty.mp3", b"")), openai.BadRequestError, "empty.mp3 is empty"),
+         "the uploaded file notes.wav is not an audio or video file that FFmpeg can read"),
+        (dict(file=("empty.mp3", b"")), openai.BadRequestError, "the uploaded file empty.mp3 is empty"),
         (dict(response_format="ogg"), openai.BadRequestError, "response_format 'ogg' is not supported"),
         (dict(model="gpt-5"), openai.BadRequestError, "model 'gpt-5' is not served here"),
         (dict(model=openai.omit), openai.BadRequestError, "model is required"),
@@ -169,8 +184,19 @@ def test_bad_input_names_the_problem(client, clips, kwargs, error_class, message
     with pytest.raises(error_class) as error:
         client.audio.transcriptions.create(**args)
     assert message in error.value.body["message"], error.value.body
+    assert "saladcog-upload" not in error.value.body["message"]  # never the door's own handle
     # and the next request succeeds
     assert client.audio.transcriptions.create(model="whisper-1", file=clips[3].wav).text
+
+
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-inf", "1e999"])
+def test_temperature_not_a_finite_number_is_400(server, clips, temperature):
+    with clips[0].wav.open("rb") as f:
+        response = httpx.post(f"{server.url('[::1]')}/v1/audio/transcriptions", headers=KEY,
+                              data={"model": "whisper-1", "temperature": temperature}, files={"file": f})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "temperature"
+    assert temperature in response.json()["error"]["message"]
 
 
 def test_missing_file_part(server):
@@ -210,27 +236,78 @@ def test_upload_cut_off_midway_leaves_nothing(server, spool):
     head = (b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
             b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.wav\"\r\n\r\n")
     with socket.create_connection(("::1", server.port)) as sock:
+        # Past Starlette's 1 MiB in memory, so that the part is spooled to disk.
         sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
                      b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
                      b"Content-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 2000000\r\n\r\n" + head + b"\0" * 1_000_000)
+                     b"Content-Length: 3000000\r\n\r\n" + head + b"\0" * 1_500_000)
         deadline = time.monotonic() + 10
-        while not spooled_files(spool) and time.monotonic() < deadline:
+        while not spooled_files(server, spool) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert spooled_files(spool), "the upload was not being spooled"
+        assert spooled_files(server, spool), "the upload was not being spooled"
     deadline = time.monotonic() + 10
-    while spooled_files(spool) and time.monotonic() < deadline:
+    while spooled_files(server, spool) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert spooled_files(spool) == []
+    assert spooled_files(server, spool) == []
 
 
-def test_api_key_protects_v1_only(server, clips):
-    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="wrong", max_retries=0) as wrong:
+def test_api_key_protects_every_path_but_the_health_check(server, clips):
+    url = server.url("[::1]")
+    with openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0) as wrong:
         with pytest.raises(openai.AuthenticationError):
             wrong.audio.transcriptions.create(model="whisper-1", file=clips[0].wav)
         with pytest.raises(openai.AuthenticationError):
             wrong.models.list()
-    assert httpx.get(f"{server.url('[::1]')}/health-check").status_code == 200
+    # Cog's own API on the same port: a transcription, a cancel, the schema, the stop switch
+    job = {"input": {"audio": data_uri(clips[0].wav)}}
+    assert httpx.post(f"{url}/predictions", json=job).status_code == 401
+    assert httpx.put(f"{url}/predictions/x", json=job, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.post(f"{url}/predictions/x/cancel").status_code == 401
+    assert httpx.get(f"{url}/openapi.json").status_code == 401
+    assert httpx.post(f"{url}/shutdown").status_code == 401
+    assert httpx.get(f"{url}/health-check").status_code == 200  # the platform's probes call it
+    # the scheme is case-insensitive (RFC 9110); /shutdown is never passed through, key or not
+    assert httpx.get(f"{url}/openapi.json", headers={"Authorization": f"bearer {API_KEY}"}).status_code == 200
+    assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"BEARER {API_KEY}"}).status_code == 200
+    assert httpx.post(f"{url}/shutdown", headers=KEY).status_code == 403
+    assert wait_ready(server) == "READY"
+
+
+def test_header_flood_is_refused_before_it_is_held(server):
+    """20,000 headers (~600 KB) in one request: refused (400) while reading the head, not held."""
+    flood = b"".join(b"X-Flood-%05d: %s\r\n" % (i, b"x" * 16) for i in range(20_000))
+    with socket.create_connection(("::1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode()
+                     + b"\r\n" + flood + b"\r\n")
+        status = sock.makefile("rb").readline()
+    assert status.split()[1] == b"400", status
+    assert httpx.get(f"{server.url('[::1]')}/v1/models", headers=KEY).status_code == 200
+
+
+def test_a_caller_who_hangs_up_frees_the_instance(server, clips, tmp_path):
+    """The caller of a long transcription hangs up: the door cancels its prediction, the slot is
+    free within seconds (not at the end of the transcription), and the caller's retry succeeds."""
+    # ~3 min of speech (tens of seconds of work here) in MP3, under this server's 5 MB limit
+    samples = audio.decode(long_recording(tmp_path / "long.wav", repeats=5), 16000)
+    recording = audio.encode(samples, 16000, tmp_path / "long.mp3", "mp3")
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.mp3\"\r\n\r\n"
+            + recording.read_bytes() + b"\r\n--b--\r\n")
+    with socket.create_connection(("::1", server.port)) as sock:
+        sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + API_KEY.encode() + b"\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 30
+        while server.health() != "BUSY" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.health() == "BUSY"
+        time.sleep(0.5)  # well into the transcription
+    hung_up = time.monotonic()
+    assert wait_ready(server, timeout=20) == "READY"
+    freed_after = time.monotonic() - hung_up
+    assert freed_after < 5.0, freed_after  # the whole transcription takes far longer on 2 cores
+    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key=API_KEY, max_retries=0) as client:
+        assert client.audio.transcriptions.create(model="whisper-1", file=clips[0].wav).text
 
 
 def test_busy_instance_is_retried_by_the_sdk(server, clips, concatenated):  # noqa: F811
@@ -241,7 +318,7 @@ def test_busy_instance_is_retried_by_the_sdk(server, clips, concatenated):  # no
     http_client = openai.DefaultHttpxClient(event_hooks={"response": [lambda r: statuses.append(r.status_code)]})
     with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key=API_KEY, max_retries=8,
                        http_client=http_client) as client:
-        held = httpx.post(f"{server.url('[::1]')}/predictions", headers={"Prefer": "respond-async"},
+        held = httpx.post(f"{server.url('[::1]')}/predictions", headers={"Prefer": "respond-async", **KEY},
                           json={"input": {"audio": data_uri(path), "beam_size": 10}})
         assert held.status_code == 202
         deadline = time.monotonic() + 30
@@ -254,14 +331,15 @@ def test_busy_instance_is_retried_by_the_sdk(server, clips, concatenated):  # no
 
 def test_cog_api_on_the_same_port(server, tmp_path, clips):
     url = server.url("[::1]")
-    body = predict(url, {"audio": data_uri(clips[0].wav), "transcription": "srt"}).json()
+    body = httpx.post(f"{url}/predictions", json={"input": {"audio": data_uri(clips[0].wav), "transcription": "srt"}},
+                      headers=KEY, timeout=300).json()
     assert body["status"] == "succeeded" and body["output"]["transcription"].startswith("1\n00:00:00")
     assert probe.main(["--host", "::1", "--port", str(server.port)]) == 0
-    assert httpx.get(f"{server.url('127.0.0.1')}/openapi.json").json()["components"]["schemas"]["Input"]
-    assert httpx.post(f"{url}/predictions", json={"input": {"beam_size": 99}}).status_code == 422
+    assert httpx.get(f"{server.url('127.0.0.1')}/openapi.json", headers=KEY).json()["components"]["schemas"]["Input"]
+    assert httpx.post(f"{url}/predictions", json={"input": {"beam_size": 99}}, headers=KEY).status_code == 422
     assert wait_ready(server) == "READY"  # Cog's 409 just after an answer is Cog's, not the door's
     with Receiver(tmp_path / "hooks.sqlite") as receiver:
-        response = httpx.put(f"{url}/predictions/hooked-1", headers={"Prefer": "respond-async"}, json={
+        response = httpx.put(f"{url}/predictions/hooked-1", headers={"Prefer": "respond-async", **KEY}, json={
             "id": "hooked-1", "input": {"audio": data_uri(clips[4].wav)}, "webhook": receiver.url,
             "webhook_events_filter": ["completed"]})
         assert response.status_code == 202

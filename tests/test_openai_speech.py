@@ -172,3 +172,35 @@ def test_a_caller_who_hangs_up_stops_the_synthesis(server):
     assert server.health() == "READY"
     started = server.log_path.read_text().count("Starting prediction") - started_before
     assert started <= 2 < pieces, (started, pieces)
+
+
+def _predictions_started(server) -> int:
+    return server.log_path.read_text().count("Starting prediction")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("The cat sat on the mat. " * 171, "at most 4,096 are accepted"),  # 4,104 characters
+        ("\x00\x01\x1b[31m\u202e", "'\\x1b' (U+001B)"),  # control characters and an escape sequence only
+        ("The cat sat on the mat. " * 10 + "\U0001f389" * 300 + ". " + "The dog sat on the log. " * 3,
+         "piece 2 of 3"),  # a piece with nothing to read in the middle
+    ],
+    ids=["over-openai-limit", "control-only", "unreadable-piece"],
+)
+def test_whole_text_is_checked_before_the_first_byte(server, client, text, message):
+    """The whole input is checked once, and every piece, before anything is synthesized or sent:
+    a 400 naming the problem, not a 200 whose stream stops halfway."""
+    started = _predictions_started(server)
+    with pytest.raises(openai.BadRequestError) as error:
+        client.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="pcm")
+    assert message in error.value.body["message"], error.value.body
+    assert error.value.body["param"] == "input"
+    assert _predictions_started(server) == started  # nothing ran
+
+
+def test_control_characters_only_are_refused_by_the_runner_too(server):
+    """Cog's own API: the runner refuses text of control characters as it refuses emoji."""
+    body = predict(server.url("[::1]"), {"text": "\x00\x01\x1b[31m\u202e", "speaker": "EN-US"}).json()
+    assert body["status"] == "failed"
+    assert "nothing this model can read" in body["error"] and "U+001B" in body["error"]

@@ -53,6 +53,15 @@ MAX_JSON_BYTES = 1 << 20
 PIECE_BUSY_WAIT_S = 120.0
 
 
+def _check_readable(text: str, where: str) -> None:
+    """Refuse text with no letter or digit to speak, naming what could not be read. The runner
+    checks against its own model's characters; this is the part every model shares."""
+    try:
+        readable_text(text, str.isprintable, str.isalnum, "letters and digits")
+    except TextError as e:
+        raise bad_request(f"{where}: {e}", "input") from None
+
+
 @dataclasses.dataclass
 class SpeechRequest:
     text: str
@@ -74,14 +83,6 @@ class SpeechRequest:
             _check_readable(piece, f"input, piece {number} of {len(pieces)} ({piece[:40]!r})")
         return pieces
 
-
-def _check_readable(text: str, where: str) -> None:
-    """Refuse text with no letter or digit to speak, naming what could not be read. The runner
-    checks against its own model's characters; this is the part every model shares."""
-    try:
-        readable_text(text, str.isprintable, str.isalnum, "letters and digits")
-    except TextError as e:
-        raise bad_request(f"{where}: {e}", "input") from None
 
     def cog_inputs(self, piece: str, schema: dict) -> dict:
         inputs = {"text": piece, "output_format": "wav"}

@@ -21,10 +21,7 @@ import uvicorn
 
 from saladcog.door.app import create_app
 from saladcog.door.drain import grace_seconds
-
-# Request head limit (h11): a request line and headers beyond this are refused before they are
-# held in memory. 64 KiB is far above what a browser or SDK sends (nginx's default is 32 KiB).
-MAX_HEAD_BYTES = 64 * 1024
+from saladcog.headlimit import UVICORN_HEAD_LIMIT
 
 
 def default_model() -> str:
@@ -93,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         max_upload_bytes=int(float(os.environ.get("SALADCOG_OPENAI_MAX_UPLOAD_MB", "1000")) * 1_000_000),
         api_key=os.environ.get("SALADCOG_OPENAI_API_KEY") or None,
     )
-    config = uvicorn.Config(app, http="h11", h11_max_incomplete_event_size=MAX_HEAD_BYTES, lifespan="on",
-                            access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=5,
+                            **UVICORN_HEAD_LIMIT)
     print(f"OpenAI audio API front door on [{args.host}]:{args.port} for {args.upstream} (model {args.model})",
           file=sys.stderr)
     DrainingServer(config).run(sockets=[listen(args.host, args.port)])

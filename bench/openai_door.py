@@ -6,7 +6,7 @@ Two paths to the same coglet (the real Cog server, reached on 127.0.0.1):
   relay   client -> [::1]:Q -> socat (ipv6_entrypoint.sh's line) -> coglet: Cog's API, data URIs
   door    client -> [::1]:R -> python -m saladcog.door -> coglet: OpenAI's multipart uploads
 Figures (one client, one keep-alive connection, requests in sequence, p50):
-  transcription  a 5 s LibriVox clip transcribed by the Whisper runner (tiny.en): OpenAI upload
+  transcription  a 5.3 s LibriVox clip transcribed by the Whisper runner (tiny.en): OpenAI upload
                  to the door vs a data URI through the relay (goal: <= 1.02x)
   big            a --big-mb MB file read by bench/openai_door_runner.py:FileSize (no model, it
                  reads the file as Whisper does): OpenAI upload vs the relay's data URI (<= 1.05x)
@@ -34,7 +34,7 @@ from relay import measure, prediction_call, wait_listening  # noqa: E402
 from saladcog.serve import CogServer, free_port  # noqa: E402
 
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
-CLIP = ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
+CLIP = ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0890.wav"  # 5.3 s
 
 
 def health(conn) -> None:
@@ -143,7 +143,7 @@ def main() -> None:
             for name, call in calls.items():
                 host, port = paths.addresses[name]
                 measure(host, port, call, 600.0, 1)  # warm up
-                rows.append((name, "transcription (5 s clip)", measure(host, port, call, 600.0, args.transcriptions)))
+                rows.append((name, "transcription (5.3 s clip)", measure(host, port, call, 600.0, args.transcriptions)))
             assert len(set(said)) == 1, set(said)  # the same words by both paths
         finally:
             paths.close()

@@ -4,7 +4,8 @@ through to the Cog server (routers/cog.py, mounted last).
 `create_app(cog_url, ...)` builds it. `app.state.cog` is the one `httpx.AsyncClient` to the Cog
 server (base_url = cog_url) that every route uses; `app.state.door` holds the door's settings,
 the runner and the drain. Extra routers (the queue route) go in `extra_routes`: they are mounted
-before the Cog pass-through, behind the same API key.
+before the models router (whose catch-all answers any other /v1 path) and the Cog pass-through,
+behind the same API key.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def create_app(cog_url: str, *, model: str, max_upload_bytes: int = DEFAULT_MAX_
             yield
 
     app = Starlette(
-        routes=[*transcriptions.routes, *speech.routes, *models.routes, *extra_routes, *cog.routes],
+        routes=[*transcriptions.routes, *speech.routes, *extra_routes, *models.routes, *cog.routes],
         exception_handlers={ApiError: _api_error, CallerGone: _caller_gone, Exception: _fault},
         lifespan=lifespan,
     )

@@ -10,33 +10,15 @@ import os
 import signal
 import time
 
-import httpx
 import openai
 import pytest
 
 from client_harness import long_recording
+from door_harness import with_door
 from entrypoint_harness import children, cmdline
 from saladcog import audio
 from saladcog.cogwire import data_uri
-from saladcog.door.app import create_app
 from saladcog.serve import CogServer
-
-API_KEY = "sk-in-process"
-
-
-def with_door(cog_url: str, scenario, **settings):
-    """Run `await scenario(sdk, http)` against a fresh app (its httpx client lives in this loop)."""
-
-    async def main():
-        app = create_app(cog_url, model="whisper", api_key=API_KEY, **settings)
-        async with app.state.cog, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://door",
-                                                    headers={"Authorization": f"Bearer {API_KEY}"},
-                                                    timeout=300) as http:
-            async with openai.AsyncOpenAI(base_url="http://door/v1", api_key=API_KEY, http_client=http,
-                                          max_retries=0) as sdk:
-                return await scenario(sdk, http)
-
-    return asyncio.run(main())
 
 
 def test_transcript_equals_cogs_own_through_the_same_app(whisper_server, clips):

@@ -1,7 +1,8 @@
 """The front door's Starlette app in process (httpx's ASGI transport), called with the official
 `openai` SDK, in front of a real Cog server (the Whisper runner, tiny.en): the same transcript as
 Cog's own API on the same app, the uploaded file named in the caller's terms, and a worker that
-dies mid-transcription answered as 503 with Retry-After (the SDKs retry it), not as a 400."""
+dies mid-transcription answered as 503 with Retry-After (the SDKs retry it), not as a 400; and
+the one-time upload handle (saladcog.handoff) refused when reused or forged."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import openai
 import pytest
 
 from client_harness import long_recording
+from conftest import predict
 from door_harness import with_door
 from entrypoint_harness import children, cmdline
-from saladcog import audio
+from saladcog import audio, handoff
 from saladcog.cogwire import data_uri
 from saladcog.serve import CogServer
 
@@ -88,3 +90,22 @@ def test_worker_killed_mid_transcription_is_503_with_retry_after(tmp_path):
     assert error.status_code == 503, error.body
     assert error.response.headers["retry-after"] == "1"
     assert error.body["type"] == "server_error" and "worker" in error.body["message"]
+
+
+def test_an_upload_handle_works_once_and_only_as_issued(whisper_server, clips):
+    """Cog's API straight to the runner: a handle the door issued reads the door's open file once;
+    the same handle again, a token never issued, or a path dressed as a handle read nothing."""
+    url = whisper_server.url()
+    with clips[0].wav.open("rb") as upload:
+        handle, link = handoff.issue(upload.fileno(), "first.wav")
+        try:
+            first = predict(url, {"audio": handle}).json()
+            again = predict(url, {"audio": handle}).json()
+        finally:
+            link.unlink(missing_ok=True)
+    assert first["status"] == "succeeded" and first["output"]["text"]
+    assert again["status"] == "failed" and "the upload is gone" in again["error"]
+    for forged in ("saladcog-upload:" + "A" * 43 + "/notes.wav", "saladcog-upload:../../../etc/passwd",
+                   f"saladcog-upload:{link.name}/../../etc/passwd"):
+        body = predict(url, {"audio": forged}).json()
+        assert body["status"] == "failed" and "the uploaded audio: the upload" in body["error"], body

@@ -1,15 +1,25 @@
-"""The front door's Starlette app in the test process, in front of a real Cog server: with the
-official `openai` SDK over httpx's ASGI transport (async), or over Starlette's TestClient (an
-httpx.Client that runs the app in a thread of its own: the sync SDK)."""
+"""The front door in front of a real Cog server, for tests: its Starlette app in the test process
+with the official `openai` SDK over httpx's ASGI transport (`with_door`; Starlette's TestClient
+serves the sync SDK), or `python -m saladcog.door` as a process of its own (`DoorProcess`) where
+a test needs real sockets or signals."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import openai
 
+from saladcog import probe
 from saladcog.door.app import create_app
+from saladcog.serve import free_port
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 API_KEY = "sk-in-process"
 KEY = {"Authorization": f"Bearer {API_KEY}"}
@@ -29,3 +39,30 @@ def with_door(cog_url: str, scenario, *, model: str = "whisper", api_key: str = 
                 return await scenario(sdk, http)
 
     return asyncio.run(main())
+
+
+class DoorProcess:
+    """`python -m saladcog.door --port P --upstream URL` on [::], started and READY."""
+
+    def __init__(self, upstream: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://[::1]:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "saladcog.door", "--port", str(self.port), "--upstream", upstream],
+            env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})})
+        deadline = time.monotonic() + 30
+        while self.health() != "READY":
+            assert time.monotonic() < deadline and self.process.poll() is None, "the door did not start"
+            time.sleep(0.05)
+
+    def health(self) -> str:
+        """The status the door reports ("" while nothing answers)."""
+        try:
+            return probe.health("::1", self.port, timeout=2.0)
+        except (OSError, ValueError):
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

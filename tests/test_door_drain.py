@@ -6,19 +6,17 @@ webhook from the door (with WEBHOOK_AUTH_TOKEN, as Cog sends it); then the door 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
+from door_harness import DoorProcess
 from entrypoint_harness import ECHO
 from saladcog import probe
-from saladcog.serve import CogServer, free_port
+from saladcog.serve import CogServer
 from saladcog.webhooks import Receiver
 
 ECHO_RUNNER = f"{ECHO / 'predict.py'}:Predictor"
@@ -31,38 +29,12 @@ def echo():
         yield server
 
 
-class Door:
-    def __init__(self, upstream: str, env: dict[str, str]):
-        self.port = free_port()
-        self.url = f"http://[::1]:{self.port}"
-        src = os.path.join(os.path.dirname(__file__), "..", "src")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "saladcog.door", "--port", str(self.port), "--upstream", upstream],
-            env={**os.environ, "PYTHONPATH": src, **env})
-        deadline = time.monotonic() + 30
-        while self.health() != "READY":
-            assert time.monotonic() < deadline and self.process.poll() is None, "the door did not start"
-            time.sleep(0.05)
-
-    def health(self) -> str:
-        """The status the door reports ("" while nothing answers)."""
-        try:
-            return probe.health("::1", self.port, timeout=2.0)
-        except (OSError, ValueError):
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 @pytest.fixture
 def door_env():
     doors = []
 
-    def start(echo: CogServer, **env: str) -> Door:
-        door = Door(echo.url("127.0.0.1"), env)
+    def start(echo: CogServer, **env: str) -> DoorProcess:
+        door = DoorProcess(echo.url("127.0.0.1"), env)
         doors.append(door)
         return door
 
@@ -80,7 +52,7 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
     return True
 
 
-def refuses_new_predictions(door: Door) -> None:
+def refuses_new_predictions(door: DoorProcess) -> None:
     for response in (httpx.post(f"{door.url}/predictions", json={"input": {"text": "late"}}),
                      httpx.put(f"{door.url}/predictions/late", json={"id": "late", "input": {"text": "late"}}),
                      httpx.post(f"{door.url}/v1/audio/speech", json={"model": "tts-1", "input": "late"}),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import openai
@@ -16,7 +18,7 @@ import pytest
 
 from client_harness import long_recording
 from conftest import predict
-from door_harness import with_door
+from door_harness import SRC, with_door
 from entrypoint_harness import children, cmdline
 from saladcog import audio, handoff
 from saladcog.cogwire import data_uri
@@ -109,3 +111,11 @@ def test_an_upload_handle_works_once_and_only_as_issued(whisper_server, clips):
                    f"saladcog-upload:{link.name}/../../etc/passwd"):
         body = predict(url, {"audio": forged}).json()
         assert body["status"] == "failed" and "the uploaded audio: the upload" in body["error"], body
+
+
+def test_the_door_does_not_import_the_callers_client():
+    """Cog's wire format comes from saladcog.cogwire; the caller-side SDK is not the door's."""
+    code = "import sys, saladcog.door.__main__; print(sorted(m for m in sys.modules if m.startswith('saladcog')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+    assert "saladcog.cogwire" in loaded and "saladcog.client" not in loaded, loaded

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from saladcog.door.cog import CallerGone, Runner
+from saladcog.door.runner import CallerGone, Runner
 from saladcog.door.drain import Drain
 from saladcog.door.errors import ApiError, bad_request
 from saladcog.door.routers import cog, models, speech, transcriptions

@@ -23,6 +23,7 @@ from entrypoint_harness import children, cmdline
 from saladcog import audio, handoff
 from saladcog.cogwire import data_uri
 from saladcog.serve import CogServer
+from test_openai_whisper_e2e import wait_ready
 
 
 def test_transcript_equals_cogs_own_through_the_same_app(whisper_server, clips):
@@ -32,6 +33,7 @@ def test_transcript_equals_cogs_own_through_the_same_app(whisper_server, clips):
         verbose = await sdk.audio.transcriptions.create(model="whisper-1", file=clip.wav,
                                                         response_format="verbose_json",
                                                         timestamp_granularities=["word"])
+        await asyncio.to_thread(wait_ready, whisper_server)  # coglet frees its slot just after it answers
         cog = (await http.post("/predictions", json={"input": {"audio": data_uri(clip.wav),
                                                                 "word_timestamps": True}})).json()
         return verbose, cog
@@ -97,19 +99,22 @@ def test_worker_killed_mid_transcription_is_503_with_retry_after(tmp_path):
 def test_an_upload_handle_works_once_and_only_as_issued(whisper_server, clips):
     """Cog's API straight to the runner: a handle the door issued reads the door's open file once;
     the same handle again, a token never issued, or a path dressed as a handle read nothing."""
-    url = whisper_server.url()
+    def run(audio: str) -> dict:
+        assert wait_ready(whisper_server) == "READY"  # coglet frees its slot just after it answers
+        return predict(whisper_server.url(), {"audio": audio}).json()
+
     with clips[0].wav.open("rb") as upload:
         handle, link = handoff.issue(upload.fileno(), "first.wav")
         try:
-            first = predict(url, {"audio": handle}).json()
-            again = predict(url, {"audio": handle}).json()
+            first = run(handle)
+            again = run(handle)
         finally:
             link.unlink(missing_ok=True)
     assert first["status"] == "succeeded" and first["output"]["text"]
     assert again["status"] == "failed" and "the upload is gone" in again["error"]
     for forged in ("saladcog-upload:" + "A" * 43 + "/notes.wav", "saladcog-upload:../../../etc/passwd",
                    f"saladcog-upload:{link.name}/../../etc/passwd"):
-        body = predict(url, {"audio": forged}).json()
+        body = run(forged)
         assert body["status"] == "failed" and "the uploaded audio: the upload" in body["error"], body
 
 

@@ -20,7 +20,7 @@ ECHO_RUNNER = f"{ECHO / 'predict.py'}:Predictor"
 
 def front_door_pid(server: CogServer) -> int:
     for pid in children(server.process.pid):
-        if "saladcog.openai_api" in cmdline(pid):
+        if "saladcog.door" in cmdline(pid):
             return pid
     raise AssertionError(f"no front door under {server.process.pid}:\n{server.log_tail()}")
 

@@ -1,5 +1,6 @@
-"""The OpenAI front door in front of the MetaVoice runner (tiny official-format checkpoints):
-one voice under every OpenAI name, 24 kHz audio, one speed only."""
+"""The OpenAI front door's app in process (Starlette's TestClient, the official `openai` SDK) in
+front of the MetaVoice runner (tiny official-format checkpoints) under the real Cog server: one
+voice under every OpenAI name, 24 kHz audio, one speed only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import io
 import av
 import openai
 import pytest
+from starlette.testclient import TestClient
 
+from saladcog.door.app import create_app
 from saladcog.serve import CogServer
 from tests import metavoice_tiny as tiny
 
@@ -17,10 +20,11 @@ from tests import metavoice_tiny as tiny
 def client(tmp_path_factory):
     weights = tiny.write_all(tmp_path_factory.mktemp("metavoice-weights"))
     env = weights.server_env()
-    with CogServer("metavoice", env=env, front_door="openai") as server:
+    with CogServer("metavoice", env=env) as server:
         server.wait_ready(timeout=180)
-        with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="unused") as client:
-            yield client
+        app = create_app(server.url("127.0.0.1"), model="metavoice")
+        with TestClient(app, base_url="http://door") as http:
+            yield openai.OpenAI(base_url="http://door/v1", api_key="unused", http_client=http)
 
 
 def test_speech_from_an_openai_voice(client):

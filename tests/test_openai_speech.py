@@ -1,7 +1,9 @@
 """The OpenAI front door in front of the OpenVoice runner (the tests' tiny official-format
-checkpoints) under the real Cog server, called with the official `openai` SDK over [::1]:
-every response format decodes to the runner's audio, long text streams piece by piece, bad
-input is the SDK's BadRequestError with a message naming the problem."""
+checkpoints) under the real Cog server, called with the official `openai` SDK: the door's app in
+process (Starlette's TestClient), and `python -m saladcog.door` on [::1] where the answer must
+stream or the caller hangs up. Every response format decodes to the runner's audio, long text
+streams piece by piece, bad input is the SDK's BadRequestError with a message naming the problem
+before anything is synthesized."""
 
 from __future__ import annotations
 
@@ -15,10 +17,13 @@ import av
 import numpy as np
 import openai
 import pytest
+from starlette.testclient import TestClient
 
 from conftest import predict
+from door_harness import DoorProcess
 from openvoice_fixtures import openvoice_weights, server_env  # noqa: F401  (fixture)
 from saladcog.client import decode_data_uri
+from saladcog.door.app import create_app
 from saladcog.serve import CogServer
 from saladcog.tts.textsplit import split_sentences
 
@@ -30,15 +35,30 @@ LONG = "Hello world, the cat sat on the mat. It is a voice of five and twenty do
 @pytest.fixture(scope="module")
 def server(openvoice_weights):  # noqa: F811
     env = server_env(openvoice_weights)
-    with CogServer("openvoice", env=env, front_door="openai") as server:
+    with CogServer("openvoice", env=env) as server:
         server.wait_ready(timeout=180)
         yield server
 
 
+@pytest.fixture(scope="module")
+def door(server):
+    """The door's app in process (Starlette's TestClient), before the OpenVoice server."""
+    with TestClient(create_app(server.url("127.0.0.1"), model="openvoice"), base_url="http://door") as http:
+        yield http
+
+
 @pytest.fixture
-def client(server):
-    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="unused") as client:
-        yield client
+def client(door):
+    # Not closed here: closing the SDK would close the module's TestClient.
+    return openai.OpenAI(base_url="http://door/v1", api_key="unused", http_client=door)
+
+
+@pytest.fixture(scope="module")
+def door_process(server):
+    """`python -m saladcog.door` on a real socket, for what streams or hangs up."""
+    door = DoorProcess(server.url("127.0.0.1"))
+    yield door
+    door.stop()
 
 
 def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int]:
@@ -90,12 +110,12 @@ def test_openai_voice_names_map_to_speakers(client):
     assert a == us and a != e
 
 
-def test_long_text_streams_before_synthesis_ends(server):
+def test_long_text_streams_before_synthesis_ends(door_process):
     """First bytes arrive while later pieces are still to be synthesized (async client)."""
     assert len(list(split_sentences(LONG))) >= 5
 
     async def stream():
-        async with openai.AsyncOpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="unused") as client:
+        async with openai.AsyncOpenAI(base_url=f"{door_process.url}/v1", api_key="unused") as client:
             started = time.perf_counter()
             arrivals, data = [], bytearray()
             async with client.audio.speech.with_streaming_response.create(
@@ -155,12 +175,12 @@ def test_transcription_route_on_a_speech_model(client, tmp_path):
     assert "does not do transcription" in error.value.body["message"]
 
 
-def test_a_caller_who_hangs_up_stops_the_synthesis(server):
+def test_a_caller_who_hangs_up_stops_the_synthesis(server, door_process):
     """After the first piece the caller closes the stream: the front door synthesizes at most
     the piece under way, not the rest of the text (counted in the Cog server's own log)."""
     pieces = len(list(split_sentences(LONG)))
     started_before = server.log_path.read_text().count("Starting prediction")
-    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="unused") as client:
+    with openai.OpenAI(base_url=f"{door_process.url}/v1", api_key="unused") as client:
         with client.audio.speech.with_streaming_response.create(
             model="tts-1", voice="alloy", input=LONG, response_format="pcm",
         ) as response:
@@ -172,3 +192,35 @@ def test_a_caller_who_hangs_up_stops_the_synthesis(server):
     assert server.health() == "READY"
     started = server.log_path.read_text().count("Starting prediction") - started_before
     assert started <= 2 < pieces, (started, pieces)
+
+
+def _predictions_started(server) -> int:
+    return server.log_path.read_text().count("Starting prediction")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("The cat sat on the mat. " * 171, "at most 4,096 are accepted"),  # 4,104 characters
+        ("\x00\x01\x1b[31m\u202e", "'\\x1b' (U+001B)"),  # control characters and an escape sequence only
+        ("The cat sat on the mat. " * 10 + "\U0001f389" * 300 + ". " + "The dog sat on the log. " * 3,
+         "piece 2 of 3"),  # a piece with nothing to read in the middle
+    ],
+    ids=["over-openai-limit", "control-only", "unreadable-piece"],
+)
+def test_whole_text_is_checked_before_the_first_byte(server, client, text, message):
+    """The whole input is checked once, and every piece, before anything is synthesized or sent:
+    a 400 naming the problem, not a 200 whose stream stops halfway."""
+    started = _predictions_started(server)
+    with pytest.raises(openai.BadRequestError) as error:
+        client.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="pcm")
+    assert message in error.value.body["message"], error.value.body
+    assert error.value.body["param"] == "input"
+    assert _predictions_started(server) == started  # nothing ran
+
+
+def test_control_characters_only_are_refused_by_the_runner_too(server):
+    """Cog's own API: the runner refuses text of control characters as it refuses emoji."""
+    body = predict(server.url("[::1]"), {"text": "\x00\x01\x1b[31m\u202e", "speaker": "EN-US"}).json()
+    assert body["status"] == "failed"
+    assert "nothing this model can read" in body["error"] and "U+001B" in body["error"]

@@ -1,103 +1,83 @@
-"""The OpenAI front door (COG_IPV6_MODE=openai, through ipv6_entrypoint.sh) in front of the Whisper
-runner (tiny.en) under the real Cog server, called with the official `openai` SDK over [::1]:
-transcripts as good as through Cog's API, every response format in OpenAI's shape, errors as the
-SDK's classes, a busy instance retried by the SDK itself, and Cog's own API on the same port."""
+"""The OpenAI front door's app in process (Starlette's TestClient for the sync SDK, httpx's ASGI
+transport for the async one) in front of the Whisper runner (tiny.en) under the real Cog server,
+called with the official `openai` SDK: transcripts as good as through Cog's API, every response
+format in OpenAI's shape, errors as the SDK's classes, a busy instance retried by the SDK itself,
+the key on every path, and Cog's own API on the same app. End to end through ipv6_entrypoint.sh:
+test_openai_whisper_e2e.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import time
 
-import httpx
 import jiwer
 import openai
 import pytest
+from starlette.testclient import TestClient
 
-from conftest import normalize, predict
-from saladcog import probe
+from conftest import normalize
+from door_harness import API_KEY, KEY, with_door
+from saladcog import handoff
 from saladcog.client import data_uri
-from saladcog.serve import CogServer
+from saladcog.door.app import create_app
 from saladcog.webhooks import Receiver
+from test_openai_whisper_e2e import wait_ready
 from test_whisper_server import concatenated, parse_cues  # noqa: F401  (fixture, strict parser)
 
-API_KEY = "sk-test-front-door"
 MAX_UPLOAD_MB = 5
 
 
 @pytest.fixture(scope="module")
-def spool(tmp_path_factory):
-    """TMPDIR of the front door: where uploads are spooled, so tests can see them go."""
-    return tmp_path_factory.mktemp("spool")
-
-
-@pytest.fixture(scope="module")
-def server(spool):
-    env = {"SALADCOG_OPENAI_API_KEY": API_KEY, "SALADCOG_OPENAI_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB),
-           "TMPDIR": str(spool)}
-    with CogServer("whisper", front_door="openai", env=env) as server:
-        server.wait_ready(timeout=180)
-        yield server
+def door(whisper_server):
+    """The app before the session's Whisper server, and an httpx.Client that calls it in process."""
+    app = create_app(whisper_server.url("127.0.0.1"), model="whisper", api_key=API_KEY,
+                     max_upload_bytes=MAX_UPLOAD_MB * 1_000_000)
+    with TestClient(app, base_url="http://door") as http:
+        yield http
 
 
 @pytest.fixture
-def client(server):
-    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key=API_KEY, max_retries=0) as client:
-        yield client
-
-
-def spooled_files(spool) -> list:
-    """Uploads left in the front door's spool folder (the runner's own temp files are not its)."""
-    return [p for p in spool.glob("saladcog-openai-*/*")]
-
-
-def wait_ready(server, timeout: float = 5.0) -> str:
-    """The health once READY (coglet frees its slot just after it answers), or at the deadline."""
-    deadline = time.monotonic() + timeout
-    while server.health() != "READY" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return server.health()
+def client(door):
+    # Not closed here: closing the SDK would close the module's TestClient.
+    return openai.OpenAI(base_url="http://door/v1", api_key=API_KEY, max_retries=0, http_client=door)
 
 
 @pytest.fixture(autouse=True)
-def left_ready(request):
-    """After every test: the server is READY and no upload is left on disk."""
+def left_ready(whisper_server):
+    """After every test: the Cog server is READY and no upload link is left."""
     yield
-    if "server" in request.fixturenames:
-        server, spool = request.getfixturevalue("server"), request.getfixturevalue("spool")
-        assert wait_ready(server) == "READY"
-        assert spooled_files(spool) == []
+    assert wait_ready(whisper_server) == "READY"
+    assert list(handoff.private_dir().iterdir()) == []
 
 
-def test_librivox_word_error_rate_as_through_cog(server, client, clips, concatenated):  # noqa: F811
+def test_librivox_word_error_rate_as_through_cog(door, whisper_server, client, clips, concatenated):  # noqa: F811
     path, _ = concatenated
     with path.open("rb") as f:
         result = client.audio.transcriptions.create(model="whisper-1", file=f)
     reference = normalize(" ".join(clip.text for clip in clips))
     wer = jiwer.wer(reference, normalize(result.text))
-    cog = predict(server.url("[::1]"), {"audio": data_uri(path)}).json()["output"]
+    assert wait_ready(whisper_server) == "READY"  # coglet frees its slot just after it answers
+    cog = door.post("/predictions", json={"input": {"audio": data_uri(path)}}, headers=KEY).json()["output"]
     assert wer <= 0.03, (wer, result.text)
     assert result.text == cog["text"]  # the same runner, the same settings: the same words
     assert result.usage.type == "duration" and result.usage.seconds == pytest.approx(cog["duration"], abs=1e-3)
 
 
-def test_every_response_format_async(server, clips):
+def test_every_response_format_async(whisper_server, clips):
     """json, text, srt, vtt and verbose_json (words and segments) through the async client."""
     clip = clips[0]
 
-    async def all_formats():
-        async with openai.AsyncOpenAI(base_url=f"{server.url('[::1]')}/v1", api_key=API_KEY) as client:
-            results = {}
-            for fmt in ("json", "text", "srt", "vtt"):
-                results[fmt] = await client.audio.transcriptions.create(
-                    model="whisper-1", file=clip.wav, response_format=fmt)
-            results["verbose_json"] = await client.audio.transcriptions.create(
-                model="whisper-1", file=clip.wav, response_format="verbose_json",
-                timestamp_granularities=["word", "segment"], language="en")
-            return results
+    async def all_formats(client, http):
+        results = {}
+        for fmt in ("json", "text", "srt", "vtt"):
+            results[fmt] = await client.audio.transcriptions.create(
+                model="whisper-1", file=clip.wav, response_format=fmt)
+        results["verbose_json"] = await client.audio.transcriptions.create(
+            model="whisper-1", file=clip.wav, response_format="verbose_json",
+            timestamp_granularities=["word", "segment"], language="en")
+        return results
 
-    results = asyncio.run(all_formats())
+    results = with_door(whisper_server.url("127.0.0.1"), all_formats)
     text = results["json"].text
     assert jiwer.wer(clip.text, normalize(text)) <= 0.3
     assert results["text"] == text + "\n"
@@ -153,8 +133,8 @@ def test_models(client):
     "kwargs, error_class, message",
     [
         (dict(file=("notes.wav", b"these are my notes, not audio")), openai.BadRequestError,
-         "notes.wav is not an audio or video file that FFmpeg can read"),
-        (dict(file=("empty.mp3", b"")), openai.BadRequestError, "empty.mp3 is empty"),
+         "the uploaded file notes.wav is not an audio or video file that FFmpeg can read"),
+        (dict(file=("empty.mp3", b"")), openai.BadRequestError, "the uploaded file empty.mp3 is empty"),
         (dict(response_format="ogg"), openai.BadRequestError, "response_format 'ogg' is not supported"),
         (dict(model="gpt-5"), openai.BadRequestError, "model 'gpt-5' is not served here"),
         (dict(model=openai.omit), openai.BadRequestError, "model is required"),
@@ -169,12 +149,23 @@ def test_bad_input_names_the_problem(client, clips, kwargs, error_class, message
     with pytest.raises(error_class) as error:
         client.audio.transcriptions.create(**args)
     assert message in error.value.body["message"], error.value.body
+    assert "saladcog-upload" not in error.value.body["message"]  # never the door's own handle
     # and the next request succeeds
     assert client.audio.transcriptions.create(model="whisper-1", file=clips[3].wav).text
 
 
-def test_missing_file_part(server):
-    response = httpx.post(f"{server.url('[::1]')}/v1/audio/transcriptions", data={"model": "whisper-1"},
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-inf", "1e999"])
+def test_temperature_not_a_finite_number_is_400(door, clips, temperature):
+    with clips[0].wav.open("rb") as f:
+        response = door.post("/v1/audio/transcriptions", headers=KEY,
+                              data={"model": "whisper-1", "temperature": temperature}, files={"file": f})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "temperature"
+    assert temperature in response.json()["error"]["message"]
+
+
+def test_missing_file_part(door):
+    response = door.post("/v1/audio/transcriptions", data={"model": "whisper-1"},
                           files={"other": ("a.txt", b"x")}, headers={"Authorization": f"Bearer {API_KEY}"})
     assert response.status_code == 400
     assert response.json()["error"] == {"message": "file is required: the audio to transcribe, as a multipart "
@@ -189,7 +180,7 @@ def test_too_large_upload_is_413(client):
     assert error.value.status_code == 413 and "5 MB" in error.value.body["message"]
 
 
-def test_too_large_chunked_upload_is_413_while_reading(server):
+def test_too_large_chunked_upload_is_413_while_reading(door):
     """No Content-Length to refuse it by: the front door counts as it reads, stops at the limit,
     and deletes what it had spooled (checked after every test)."""
     def body():
@@ -199,74 +190,67 @@ def test_too_large_chunked_upload_is_413_while_reading(server):
             yield b"\0" * 1_000_000
         yield b"\r\n--b--\r\n"
 
-    response = httpx.post(f"{server.url('[::1]')}/v1/audio/transcriptions", content=body(), headers={
+    response = door.post("/v1/audio/transcriptions", content=body(), headers={
         "Content-Type": "multipart/form-data; boundary=b", "Authorization": f"Bearer {API_KEY}"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
 
-def test_upload_cut_off_midway_leaves_nothing(server, spool):
-    """The caller hangs up halfway through a 2 MB upload: the partial file is deleted."""
-    head = (b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n"
-            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.wav\"\r\n\r\n")
-    with socket.create_connection(("::1", server.port)) as sock:
-        sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
-                     b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
-                     b"Content-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 2000000\r\n\r\n" + head + b"\0" * 1_000_000)
-        deadline = time.monotonic() + 10
-        while not spooled_files(spool) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert spooled_files(spool), "the upload was not being spooled"
-    deadline = time.monotonic() + 10
-    while spooled_files(spool) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert spooled_files(spool) == []
+def test_api_key_protects_every_path_but_the_health_check(door, clips):
+    wrong = openai.OpenAI(base_url="http://door/v1", api_key="wrong", max_retries=0, http_client=door)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.audio.transcriptions.create(model="whisper-1", file=clips[0].wav)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    # Cog's own API on the same port: a transcription, a cancel, the schema, the stop switch
+    job = {"input": {"audio": data_uri(clips[0].wav)}}
+    assert door.post("/predictions", json=job).status_code == 401
+    assert door.put("/predictions/x", json=job, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert door.post("/predictions/x/cancel").status_code == 401
+    assert door.get("/openapi.json").status_code == 401
+    assert door.post("/shutdown").status_code == 401
+    assert door.get("/health-check").status_code == 200  # the platform's probes call it
+    # the scheme is case-insensitive (RFC 9110); /shutdown is never passed through, key or not
+    assert door.get("/openapi.json", headers={"Authorization": f"bearer {API_KEY}"}).status_code == 200
+    assert door.get("/v1/models", headers={"Authorization": f"BEARER {API_KEY}"}).status_code == 200
+    assert door.post("/shutdown", headers=KEY).status_code == 403
 
 
-def test_api_key_protects_v1_only(server, clips):
-    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key="wrong", max_retries=0) as wrong:
-        with pytest.raises(openai.AuthenticationError):
-            wrong.audio.transcriptions.create(model="whisper-1", file=clips[0].wav)
-        with pytest.raises(openai.AuthenticationError):
-            wrong.models.list()
-    assert httpx.get(f"{server.url('[::1]')}/health-check").status_code == 200
-
-
-def test_busy_instance_is_retried_by_the_sdk(server, clips, concatenated):  # noqa: F811
-    """Hold the one slot with a long prediction (Cog's async API, same port); the SDK gets 429 with
+def test_busy_instance_is_retried_by_the_sdk(door, whisper_server, clips, concatenated):  # noqa: F811
+    """Hold the one slot with a long prediction (Cog's async API, same app); the SDK gets 429 with
     Retry-After, waits, retries by itself, and gets its transcript once the slot is free."""
     path, _ = concatenated
     statuses = []
-    http_client = openai.DefaultHttpxClient(event_hooks={"response": [lambda r: statuses.append(r.status_code)]})
-    with openai.OpenAI(base_url=f"{server.url('[::1]')}/v1", api_key=API_KEY, max_retries=8,
-                       http_client=http_client) as client:
-        held = httpx.post(f"{server.url('[::1]')}/predictions", headers={"Prefer": "respond-async"},
-                          json={"input": {"audio": data_uri(path), "beam_size": 10}})
-        assert held.status_code == 202
-        deadline = time.monotonic() + 30
-        while server.health() != "BUSY" and time.monotonic() < deadline:
-            time.sleep(0.02)
+    held = door.post("/predictions", headers={"Prefer": "respond-async", **KEY},
+                     json={"input": {"audio": data_uri(path), "beam_size": 10}})
+    assert held.status_code == 202
+    deadline = time.monotonic() + 30
+    while whisper_server.health() != "BUSY" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    door.event_hooks = {"response": [lambda r: statuses.append(r.status_code)]}
+    try:
+        client = openai.OpenAI(base_url="http://door/v1", api_key=API_KEY, max_retries=8, http_client=door)
         result = client.audio.transcriptions.create(model="whisper-1", file=clips[1].wav)
+    finally:
+        door.event_hooks = {"response": []}
     assert statuses[0] == 429 and statuses[-1] == 200 and statuses.count(200) == 1, statuses
     assert jiwer.wer(clips[1].text, normalize(result.text)) <= 0.3
 
 
-def test_cog_api_on_the_same_port(server, tmp_path, clips):
-    url = server.url("[::1]")
-    body = predict(url, {"audio": data_uri(clips[0].wav), "transcription": "srt"}).json()
+def test_cog_api_on_the_same_app(door, whisper_server, tmp_path, clips):
+    body = door.post("/predictions", json={"input": {"audio": data_uri(clips[0].wav), "transcription": "srt"}},
+                     headers=KEY).json()
     assert body["status"] == "succeeded" and body["output"]["transcription"].startswith("1\n00:00:00")
-    assert probe.main(["--host", "::1", "--port", str(server.port)]) == 0
-    assert httpx.get(f"{server.url('127.0.0.1')}/openapi.json").json()["components"]["schemas"]["Input"]
-    assert httpx.post(f"{url}/predictions", json={"input": {"beam_size": 99}}).status_code == 422
-    assert wait_ready(server) == "READY"  # Cog's 409 just after an answer is Cog's, not the door's
+    assert door.get("/openapi.json", headers=KEY).json()["components"]["schemas"]["Input"]
+    assert door.post("/predictions", json={"input": {"beam_size": 99}}, headers=KEY).status_code == 422
+    assert wait_ready(whisper_server) == "READY"  # Cog's 409 just after an answer is Cog's, not the door's
     with Receiver(tmp_path / "hooks.sqlite") as receiver:
-        response = httpx.put(f"{url}/predictions/hooked-1", headers={"Prefer": "respond-async"}, json={
+        response = door.put("/predictions/hooked-1", headers={"Prefer": "respond-async", **KEY}, json={
             "id": "hooked-1", "input": {"audio": data_uri(clips[4].wav)}, "webhook": receiver.url,
             "webhook_events_filter": ["completed"]})
         assert response.status_code == 202
         completed = receiver.store.wait_completed("hooked-1", timeout=60)
     assert completed["status"] == "succeeded"
     assert jiwer.wer(clips[4].text, normalize(completed["output"]["text"])) <= 0.3
-    stream = httpx.get(f"{url}/health-check")  # the pass-through keeps Cog's own JSON as it is
-    assert json.loads(stream.content)["status"] == "READY"
+    health = door.get("/health-check")  # the pass-through keeps Cog's own JSON as it is
+    assert json.loads(health.content)["status"] == "READY" and "setup" in health.json()

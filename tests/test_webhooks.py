@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -36,3 +38,15 @@ def test_malformed_bodies_are_the_senders_fault_400_and_the_store_keeps_working(
     good = httpx.post(receiver.url, json={"id": "after", "status": "succeeded", "output": "ok"})
     assert good.json() == {"stored": True}
     assert receiver.store.completed("after")["output"] == "ok"
+
+
+def test_header_flood_is_refused_before_it_is_held(receiver):
+    """20,000 headers (~600 KB): refused (400) while the head is read, and the receiver still works."""
+    flood = b"".join(b"X-Flood-%05d: %s\r\n" % (i, b"x" * 16) for i in range(20_000))
+    with socket.create_connection(("::1", receiver.port), timeout=30) as sock:
+        body = b'{"id": "flood", "status": "succeeded"}'  # a webhook it would store
+        sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body) + flood + b"\r\n" + body)
+        status = sock.makefile("rb").readline()
+    assert status.split()[1] == b"400", status
+    assert receiver.store.events("flood") == []
+    assert httpx.get(receiver.url.replace("/webhook", "/health")).status_code == 200

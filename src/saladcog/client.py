@@ -17,14 +17,11 @@ retried for any request; the ambiguous ones only for idempotent requests.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
 import dataclasses
 import json
 import mimetypes
 import random
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,28 +30,21 @@ from typing import Any
 
 import httpx
 
+from saladcog.cogwire import WEBHOOK_EVENTS as EVENTS
+from saladcog.cogwire import data_uri, decode_data_uri, error_text, runner_message
+
 # The gateway answers 524 when the container has not answered within 100 s.
 GATEWAY_TIMEOUT_SECONDS = 100.0
 # Nothing ran: the server was busy (409), rate limited (429) or not ready (503).
 NOT_RUN = frozenset({409, 429, 503})
 # The request may have reached the server before the answer was lost.
 MAYBE_RAN = frozenset({502, 504, 524})
-EVENTS = ("start", "output", "logs", "completed")
 # predict_async: resend an async PUT after this long without its completed webhook.
 RESEND_AFTER_SECONDS = 30.0
 
 
 class ClientError(RuntimeError):
     """A request the server refused or that could not be delivered; the message says why."""
-
-
-# coglet 0.23.1 wraps an error raised in run() as "Prediction failed: Prediction failed: <Type>: ".
-_COGLET_WRAPPING = re.compile(r"^(?:Prediction failed: )*(?:\w+(?:Error|Exception): )?")
-
-
-def runner_message(error: str) -> str:
-    """The runner's own words from a failed prediction's `error`, without coglet's wrapping."""
-    return _COGLET_WRAPPING.sub("", error.strip()) or error
 
 
 class PredictionError(ClientError):
@@ -148,11 +138,6 @@ def _async_request(inputs: dict[str, Any], webhook: str, events: tuple[str, ...]
     }
 
 
-def data_uri(path: Path) -> str:
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
-
-
 def encode_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """Local files (`Path`) go inline as data URIs; strings (URLs included) go as they are."""
 
@@ -166,19 +151,6 @@ def encode_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {name: encode(value) for name, value in inputs.items()}
-
-
-def decode_data_uri(uri: str) -> tuple[str, bytes]:
-    """`data:audio/wav;base64,...` → ("audio/wav", bytes)."""
-    header, sep, payload = uri.partition(",")
-    if not uri.startswith("data:") or not sep:
-        raise ClientError(f"not a data URI: {uri[:40]}…")
-    mime = header[5:].split(";")[0] or "application/octet-stream"
-    try:
-        data = base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
-    except binascii.Error as e:
-        raise ClientError(f"data URI with bad base64: {e}") from e
-    return mime, data
 
 
 def write_files(output: Any, dest: Path) -> Any:
@@ -201,7 +173,10 @@ def write_files(output: Any, dest: Path) -> Any:
     collect(output)
     paths: dict[int, Path] = {}
     for index, uri in enumerate(uris):
-        mime, data = decode_data_uri(uri)
+        try:
+            mime, data = decode_data_uri(uri)
+        except ValueError as e:
+            raise ClientError(str(e)) from None
         suffix = dest.suffix or mimetypes.guess_extension(mime) or ""
         path = dest.with_suffix(suffix) if len(uris) == 1 else dest.with_name(f"{dest.stem}.{index}{suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,22 +215,6 @@ def parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
                 data.append(value)
     if data:
         yield StreamEvent(event, json.loads("\n".join(data)))
-
-
-def error_text(content: bytes) -> str:
-    """What a Cog server's error answer says: the 422 validation details, or its `error`."""
-    text = content.decode("utf-8", errors="replace")
-    try:
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        return text[:500]
-    if isinstance(body, dict) and isinstance(body.get("detail"), list):  # 422 from input validation
-        return "; ".join(
-            f"{'.'.join(str(p) for p in d.get('loc', [])[2:]) or 'input'}: {d.get('msg')}" for d in body["detail"]
-        )
-    if isinstance(body, dict) and body.get("error"):
-        return str(body["error"])
-    return text[:500]
 
 
 def _json_object(response: httpx.Response, what: str) -> dict:

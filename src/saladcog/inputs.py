@@ -42,7 +42,7 @@ from pathlib import Path
 import httpcore
 import httpx
 
-from saladcog import addresses, spool
+from saladcog import addresses, handoff
 
 DEFAULT_MAX_INPUT_BYTES = 1_000_000_000  # Salad's gateway accepts requests up to 1 GB
 DEFAULT_FETCH_TIMEOUT_S = 300.0
@@ -77,8 +77,7 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class SentFile:
-    """A file input as the caller sent it: a data URI, an http(s) URL or a spool handle
-    (saladcog.spool), not yet read."""
+    """A file input as the caller sent it: a data URI or an http(s) URL, not yet read."""
 
     source: str
 
@@ -86,19 +85,11 @@ class SentFile:
     def is_upload(self) -> bool:
         return self.source.startswith("data:")
 
-    @property
-    def is_spooled(self) -> bool:
-        return spool.is_handle(self.source)
-
     def describe(self, noun: str) -> str:
         """How error messages name it: the URL (without query or credentials, which may hold
-        secrets), "the uploaded <noun>" for a data URI, "the uploaded file <its name>" for a
-        spooled file."""
+        secrets), or "the uploaded <noun>" for a data URI."""
         if self.is_upload:
             return f"the uploaded {noun}"
-        if self.is_spooled:
-            name = urllib.parse.unquote(self.source.partition("/")[2]) or noun
-            return f"the uploaded file {name}"
         try:
             url = httpx.URL(self.source)
         except httpx.InvalidURL:
@@ -157,8 +148,10 @@ def take_over_cog_paths() -> None:
 def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterator[Received]:
     """`with fetched(audio, "audio") as sent:` the input in a temporary file at `sent.path`,
     deleted when the block ends, whether it succeeds, fails or is cancelled."""
-    if spool.is_handle(value):  # coglet passes strings that are not URLs to run() as they are
-        value = SentFile(value)
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value).startswith(handoff.SCHEME):
+        with _door_upload(os.fspath(value), noun) as received:
+            yield received
+        return
     if not isinstance(value, SentFile):
         raise InputError(
             f"{noun} must be sent as a data URI or an http(s) URL; "
@@ -166,9 +159,6 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
         )
     limits = limits or Limits.from_env()
     name = value.describe(noun)
-    if value.is_spooled:
-        yield _spooled(value, name, limits)
-        return
     fd, temp_name = tempfile.mkstemp(prefix="saladcog-input-", suffix=value.suffix())
     path = Path(temp_name)
     try:
@@ -182,15 +172,18 @@ def fetched(value, noun: str = "audio", limits: Limits | None = None) -> Iterato
         path.unlink(missing_ok=True)
 
 
-def _spooled(value: SentFile, name: str, limits: Limits) -> Received:
-    """A spooled file, read in place: its lender deletes it when the prediction ends."""
-    found = spool.resolve(value.source)
-    if found is None:
-        raise InputError(f"{name} is no longer available (its request has ended)")
-    path = found[0]
-    if path.stat().st_size > limits.max_bytes:
-        raise _too_large(name, limits)
-    return Received(path=path, name=name)
+@contextlib.contextmanager
+def _door_upload(handle: str, noun: str) -> Iterator[Received]:
+    """A file the front door received, read where the door spooled it (saladcog.handoff). coglet
+    passes a string that is not a URL to run() as it is (a str or a Path)."""
+    try:
+        fd, filename = handoff.claim(handle)
+    except handoff.HandoffError as e:
+        raise InputError(f"the uploaded {noun}: {e}") from None
+    try:
+        yield Received(path=Path(f"/proc/self/fd/{fd}"), name=f"the uploaded file {filename}")
+    finally:
+        os.close(fd)
 
 
 def _too_large(name: str, limits: Limits) -> InputError:

@@ -43,7 +43,7 @@ except ImportError:  # a Python built without libffi: no subreaper, the process 
 
 ME = "ipv6_entrypoint"
 # The OpenAI front door: `python -m DOOR_MODULE --port P --upstream URL` (docs/openai.md).
-DOOR_MODULE = "saladcog.openai_api"
+DOOR_MODULE = "saladcog.door"
 SQS_WORKER_MODULE = "saladcog.worker"
 TICK = 0.5  # seconds between checks that every child still runs
 HEALTH_EVERY = 2.0  # seconds between /health-check reads

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import uvicorn
 
-TERMINAL = ("succeeded", "failed", "canceled")
+from saladcog.cogwire import TERMINAL_STATES
+from saladcog.headlimit import UVICORN_HEAD_LIMIT
+
 # Keep the answer fast: a store held by another writer for longer than this answers 503.
 BUSY_TIMEOUT_SECONDS = 0.5
 MAX_BODY_BYTES = 100 * 1024 * 1024  # coglet's own request limit; outputs may carry data URIs
@@ -52,7 +54,7 @@ CREATE TABLE IF NOT EXISTS events (
 def event_kind(payload: dict) -> str:
     """Which webhook this is. Cog's body is the prediction's state and does not name the event,
     so read it from the state: terminal status → completed; output so far → output; logs → logs."""
-    if payload.get("status") in TERMINAL:
+    if payload.get("status") in TERMINAL_STATES:
         return "completed"
     if payload.get("output") is not None:
         return "output"
@@ -235,7 +237,7 @@ class Receiver:
     def __init__(self, db: str | Path, host: str = "::1", port: int = 0, token: str | None = None):
         self.store = EventStore(db)
         self.app = WebhookApp(self.store, token)
-        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_HEAD_LIMIT)
         self.server = uvicorn.Server(config)
         self.host = host
         self._thread = threading.Thread(target=self.server.run, daemon=True)
@@ -274,4 +276,4 @@ def serve(db: str | Path, listen: str, token: str | None) -> None:
     """Run the receiver in the foreground until SIGINT/SIGTERM (`saladcog receive`)."""
     host, port = split_listen(listen)
     app = WebhookApp(EventStore(db), token)
-    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level="info", lifespan="on", **UVICORN_HEAD_LIMIT)

@@ -7,9 +7,13 @@ would otherwise reach the model as unknown tokens, which it speaks as noise or a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 SHOWN = 10  # characters named in an error
+# A terminal escape sequence (ESC [ 3 1 m, ESC ] … BEL) is one control, not the letters it is
+# spelled with: it is read as its ESC alone, which no model reads.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 
 
 class TextError(ValueError):
@@ -26,6 +30,7 @@ def readable_text(text: str, readable: Callable[[str], bool], speakable: Callabl
 
     `reads` says in the user's terms what the model reads, for the error message.
     """
+    text = _ESCAPE_SEQUENCE.sub("\x1b", text)
     kept = "".join(c for c in text if readable(c))
     if any(speakable(c) for c in kept):
         return kept

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from starlette.responses import JSONResponse
 
 # How long a busy instance asks the caller to wait: the OpenAI SDKs honour Retry-After on 429.
 BUSY_RETRY_AFTER_S = 1
@@ -24,16 +24,11 @@ class ApiError(Exception):
             return "rate_limit_error"
         return "server_error" if self.status >= 500 else "invalid_request_error"
 
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """Headers beside the content type: Retry-After when trying again soon can succeed."""
-        if self.status in (429, 503):
-            return [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())]
-        return []
-
-    def body(self) -> bytes:
+    def response(self) -> JSONResponse:
+        """The answer, with Retry-After when trying again soon can succeed."""
         error = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
-        return json.dumps({"error": error}).encode()
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if self.status in (429, 503) else None
+        return JSONResponse({"error": error}, status_code=self.status, headers=headers)
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
@@ -46,3 +41,8 @@ def busy() -> ApiError:
 
 def not_ready(detail: str) -> ApiError:
     return ApiError(503, f"the model is not ready: {detail}", code="model_not_ready")
+
+
+def draining() -> ApiError:
+    return ApiError(503, "this instance is shutting down and takes no new predictions; send it again "
+                    "(another instance will take it)", code="instance_draining")

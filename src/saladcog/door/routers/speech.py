@@ -11,18 +11,27 @@ plays while the next is synthesized, through Cog's API unchanged (no second runn
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import io
+import json
 import struct
+import sys
+import time
 import wave
 
 import av
 import numpy as np
 
-from saladcog.client import decode_data_uri
-from saladcog.openai_api import sse
-from saladcog.openai_api.errors import bad_request
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from saladcog.cogwire import decode_data_uri
+from saladcog.door import sse
+from saladcog.door.errors import ApiError, bad_request, busy
+from saladcog.tts.readable import TextError, readable_text
 from saladcog.tts.textsplit import split_sentences
 
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
@@ -37,6 +46,20 @@ PCM_RATE = 24000
 OPUS_RATE = 48000
 # What the runner's own speaker is called when it has no `speaker` input (MetaVoice).
 DEFAULT_SPEAKER = "default"
+# OpenAI's own limit on `input`; a runner that declares a lower maxLength for `text` gets that.
+OPENAI_MAX_INPUT_CHARS = 4096
+MAX_JSON_BYTES = 1 << 20
+# Between two pieces of one speech another caller may take the runner's slot: wait this long.
+PIECE_BUSY_WAIT_S = 120.0
+
+
+def _check_readable(text: str, where: str) -> None:
+    """Refuse text with no letter or digit to speak, naming what could not be read. The runner
+    checks against its own model's characters; this is the part every model shares."""
+    try:
+        readable_text(text, str.isprintable, str.isalnum, "letters and digits")
+    except TextError as e:
+        raise bad_request(f"{where}: {e}", "input") from None
 
 
 @dataclasses.dataclass
@@ -49,9 +72,17 @@ class SpeechRequest:
     seed: int | None = None  # not OpenAI's: same seed, same audio (the runners' `seed`)
 
     def pieces(self) -> list[str]:
-        """The text as the engine would split it; text with no speakable piece is sent whole,
-        so that the runner refuses it with its own message."""
-        return list(split_sentences(self.text)) or [self.text]
+        """The text as the engine would split it, each piece checked for something to read
+        before anything is sent: a piece the runner would refuse must not cut a stream after 200.
+        Text with no piece at all is sent whole, so that the runner refuses it in its own words."""
+        _check_readable(self.text, "input")
+        pieces = list(split_sentences(self.text))
+        if not pieces:
+            return [self.text]
+        for number, piece in enumerate(pieces, 1):
+            _check_readable(piece, f"input, piece {number} of {len(pieces)} ({piece[:40]!r})")
+        return pieces
+
 
     def cog_inputs(self, piece: str, schema: dict) -> dict:
         inputs = {"text": piece, "output_format": "wav"}
@@ -84,6 +115,9 @@ def parse_request(body, schema: dict) -> SpeechRequest:
     text = body["input"]
     if not isinstance(text, str):
         raise bad_request("input must be a string", "input")
+    limit = min(OPENAI_MAX_INPUT_CHARS, schema.get("text", {}).get("maxLength") or OPENAI_MAX_INPUT_CHARS)
+    if len(text) > limit:
+        raise bad_request(f"input is {len(text):,} characters long; at most {limit:,} are accepted", "input")
     voice = body["voice"]
     voice = voice.get("id") if isinstance(voice, dict) else voice
     known = voices(schema)
@@ -191,3 +225,71 @@ def sse_done(words: int) -> bytes:
     return sse.event({"type": "speech.audio.done", "usage": {"input_tokens": words, "output_tokens": 0,
                                                            "total_tokens": words}})
 
+
+
+async def _predict_waiting(runner, inputs: dict) -> dict:
+    """A prediction that waits (bounded) for the slot when another caller holds it."""
+    deadline = time.monotonic() + PIECE_BUSY_WAIT_S
+    while True:
+        try:
+            return await runner.predict(inputs)
+        except ApiError as e:
+            if e.status != busy().status or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
+async def _read_json(request: Request):
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_JSON_BYTES:
+        raise ApiError(413, f"the request is larger than {MAX_JSON_BYTES:,} bytes", code="request_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise ApiError(413, f"the request is larger than {MAX_JSON_BYTES:,} bytes", code="request_too_large")
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise bad_request(f"the request body is not valid JSON: {e}") from None
+
+
+async def create_speech(request: Request) -> StreamingResponse:
+    door = request.app.state.door
+    door.drain.refuse_when_draining()
+    body = await _read_json(request)
+    await door.check_model(body.get("model") if isinstance(body, dict) else None, "speech")
+    schema = await door.runner.input_schema()
+    parsed = parse_request(body, schema)
+    pieces = parsed.pieces()
+    # The first piece runs before anything is sent, so that its errors get a real status.
+    with door.drain.in_flight():
+        first = await door.runner.predict(parsed.cog_inputs(pieces[0], schema), request)
+    samples, rate = wav_samples(first)
+    encoder = StreamEncoder(parsed.response_format, rate)
+    sse_stream = parsed.stream_format == "sse"
+
+    def framed(data: bytes) -> bytes:
+        return sse_delta(data) if sse_stream and data else data
+
+    async def audio():
+        # A caller who hangs up (or whose gateway times out) ends this generator: the piece
+        # running then is cancelled (Runner.predict), and no further piece starts.
+        with door.drain.in_flight():
+            yield framed(encoder.encode(samples))
+            try:
+                for piece in pieces[1:]:
+                    output = await _predict_waiting(door.runner, parsed.cog_inputs(piece, schema))
+                    yield framed(encoder.encode(wav_samples(output)[0]))
+            except ApiError as e:  # the answer has started: all that can be done is to end it
+                print(f"front door: /v1/audio/speech: {e.message}", file=sys.stderr)
+                return
+            yield framed(encoder.close())
+            if sse_stream:
+                yield sse_done(len(parsed.text.split()))
+
+    media_type = "text/event-stream" if sse_stream else CONTENT_TYPES[parsed.response_format]
+    return StreamingResponse(audio(), media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+routes = [Route("/v1/audio/speech", create_speech, methods=["POST"])]

@@ -15,6 +15,9 @@ from saladcog.worker.settings import Settings, SettingsError
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s saladcog-worker %(levelname)s %(message)s")
+    # A line per HTTP request and per credential lookup would bury the worker's own.
+    for noisy in ("httpx", "botocore", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
     except SettingsError as e:

@@ -40,11 +40,12 @@ def long_clip(path: Path, repeats: int = 2) -> Path:
 class InputServer:
     """http://127.0.0.1:PORT/good/<n>/<clip name>, /long/<n>.wav, /bad/<n>.wav (not media),
     /missing/<n>.wav (404), /stall/<n>.wav (headers, then nothing); `bytes_per_s` throttles
-    every answer, as a consumer line would."""
+    every answer and `first_byte_s` delays it, as a consumer line would."""
 
-    def __init__(self, folder: Path, bytes_per_s: float | None = None):
+    def __init__(self, folder: Path, bytes_per_s: float | None = None, first_byte_s: float = 0.0):
         self.long = long_clip(folder / "long.wav")
         self.bytes_per_s = bytes_per_s
+        self.first_byte_s = first_byte_s
         self.stop = threading.Event()
         self.served: list[str] = []
         server = self
@@ -55,6 +56,7 @@ class InputServer:
 
             def do_GET(self) -> None:
                 server.served.append(self.path)
+                time.sleep(server.first_byte_s)
                 kind, _, rest = self.path.lstrip("/").partition("/")
                 if kind == "good":
                     body = (SPEECH / "librivox" / rest.split("/")[-1]).read_bytes() if "sense" in rest \
@@ -140,21 +142,6 @@ def wait_for(condition, timeout: float, what: str, step: float = 0.2):
 def stored_lines(log: str) -> list[str]:
     """The results a worker stored (not 'already stored'), by name."""
     return re.findall(r"(?<!already )stored (\S+) \(", log)
-
-
-def children(pid: int) -> list[int]:
-    """Process ids whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def leftover_files(folder: Path) -> list[Path]:

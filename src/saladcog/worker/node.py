@@ -359,6 +359,7 @@ class Worker:
             self._server_said_no(held, str(e))
             return
         finally:
+            log.info("prediction %s ended after %.3f s", job.prediction_id, time.monotonic() - started)
             self.running = None
             self.budget.release(held.size, slot=False)  # the file went with the loan
             held.size = 0

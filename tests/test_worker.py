@@ -4,8 +4,8 @@ workers as `python -m saladcog.worker`, inputs from a loopback HTTP server; cras
 from __future__ import annotations
 
 import json
+import os
 import signal
-import time
 
 import pytest
 
@@ -13,8 +13,9 @@ from saladcog import cli
 from saladcog.serve import CogServer
 from saladcog.storage import Storage
 from saladcog.worker.jobs import result_name
+from tests.entrypoint_harness import session_processes
 from tests.worker_harness import (
-    InputServer, WorkerProcess, children, good_url, leftover_files, queue_counts, stored_lines, wait_for, worker_env,
+    InputServer, WorkerProcess, good_url, leftover_files, queue_counts, stored_lines, wait_for, worker_env,
 )
 
 pytestmark = pytest.mark.slow
@@ -75,6 +76,27 @@ def test_sigterm_finishes_the_running_prediction_and_returns_the_rest(servers, i
     assert leftover_files(spool) == []
 
 
+def test_sigterm_past_the_grace_cancels_the_prediction_and_returns_its_message(servers, inputs, aws, tmp_path,
+                                                                               monkeypatch):
+    aws.client("s3").create_bucket(Bucket="grace")
+    url = submit(monkeypatch, aws, tmp_path, "grace", [f"{inputs.url}/long/g{n}.wav" for n in range(2)],
+                 "s3://grace/r/")
+    (server, spool) = servers[0]
+    worker = WorkerProcess(worker_env(aws, server, spool, url, "s3://grace/r/", SALADCOG_STOP_GRACE="0"),
+                           tmp_path / "w.log")
+    try:
+        wait_for(lambda: "predicting" in worker.log(), 120, "a prediction started")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker.log()
+    finally:
+        worker.stop()
+    assert "canceling prediction" in worker.log()
+    assert records(aws, "s3://grace/r/") == {}  # no partial result
+    assert queue_counts(aws.client("sqs"), url) == (2, 0)
+    wait_for(lambda: server.health() == "READY", 30, "the server idle again")
+    assert leftover_files(spool) == []
+
+
 def test_a_node_below_the_speed_floor_exits_after_storing_its_result(servers, inputs, aws, tmp_path, monkeypatch):
     aws.client("s3").create_bucket(Bucket="slow")
     url = submit(monkeypatch, aws, tmp_path, "slow", [good_url(inputs.url, n) for n in range(3)], "s3://slow/r/")
@@ -117,8 +139,9 @@ def test_sixty_jobs_two_workers_crashes_exactly_one_result_each(servers, inputs,
         restarted = WorkerProcess(worker_env(aws, server1, spool1, url, results), tmp_path / "w1b.log")
         # Server 2's Cog worker (coglet's child) dies mid-prediction: server 2 is done for.
         wait_for(lambda: server2.health() == "BUSY", 120, "server 2 busy", step=0.05)
-        for pid in children(server2.process.pid):
-            import os
+        cog_workers = [pid for pid in session_processes(server2.process.pid) if pid != server2.process.pid]
+        assert cog_workers
+        for pid in cog_workers:
             os.kill(pid, signal.SIGKILL)
         assert w2.wait(60) == 3, w2.log()
         assert "the server is" in w2.log()

@@ -218,32 +218,37 @@ class Worker:
             self.held[held.message_id] = held
         return held
 
-    def _forget(self, held: Held) -> None:
-        with self._held_lock:
+    def _let_go(self, held: Held) -> bool:
+        """Stop holding the message (no more heartbeats for it), free its file and slot; False
+        if it was let go already."""
+        with self._held_lock:  # the heartbeat sends under this lock: none goes out after this
             if self.held.pop(held.message_id, None) is None:
-                return
+                return False
         if held.path is not None:
             held.path.unlink(missing_ok=True)
         self.budget.release(held.size)
         held.size = 0
+        return True
 
     def _give_back(self, held: Held, why: str) -> None:
         """Make the message visible again now, for any worker."""
+        if not self._let_go(held):
+            return
         try:
             self.sqs.change_message_visibility(
                 QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt, VisibilityTimeout=0)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             log.warning("could not return message %s (%s): it comes back when its visibility ends", held.message_id, e)
         log.info("returned %s to the queue: %s", held.job.result if held.job else held.message_id, why)
-        self._forget(held)
 
     def _delete(self, held: Held) -> None:
+        if not self._let_go(held):
+            return
         try:
             self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held.receipt)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             # The result is stored: a redelivery finds it and deletes the message then.
             log.warning("could not delete message %s: %s", held.message_id, e)
-        self._forget(held)
 
     def _heartbeat_loop(self) -> None:
         next_beat = 0.0
@@ -254,17 +259,21 @@ class Worker:
             if now < next_beat:
                 continue
             next_beat = now + self.settings.heartbeat_s
+            # Under the lock: a message given back meanwhile must not be hidden again by a
+            # heartbeat sent after its visibility was set to 0.
             with self._held_lock:
-                held = list(self.held.values())
-            for start in range(0, len(held), 10):  # SQS takes 10 entries per batch
-                entries = [{"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": self.settings.visibility_s}
-                           for i, h in enumerate(held[start:start + 10])]
-                try:
-                    answer = self.sqs.change_message_visibility_batch(QueueUrl=self.settings.queue_url, Entries=entries)
-                    for failed in answer.get("Failed", []):
-                        log.warning("heartbeat for a message failed: %s", failed.get("Message"))
-                except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-                    log.warning("heartbeat failed: %s", e)
+                self._extend(list(self.held.values()))
+
+    def _extend(self, held: list[Held]) -> None:
+        for start in range(0, len(held), 10):  # SQS takes 10 entries per batch
+            entries = [{"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": self.settings.visibility_s}
+                       for i, h in enumerate(held[start:start + 10])]
+            try:
+                answer = self.sqs.change_message_visibility_batch(QueueUrl=self.settings.queue_url, Entries=entries)
+                for failed in answer.get("Failed", []):
+                    log.warning("heartbeat for a message failed: %s", failed.get("Message"))
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+                log.warning("heartbeat failed: %s", e)
 
     def _cancel_after_grace(self) -> None:
         running = self.running

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 
+import httpx
 import pytest
 
 from saladcog.inputs import InputError, Limits
@@ -113,16 +114,30 @@ def test_a_stop_abandons_a_download_waiting_for_room(inputs, tmp_path):
     assert budget.bytes == 10 and not (tmp_path / "x.wav").exists()
 
 
-def test_the_url_guard_sees_every_url_and_can_refuse(inputs, tmp_path):
-    seen = []
+class RefusingTransport(httpx.HTTPTransport):
+    """Refuses every request, as an address check refuses a private address; records the URLs."""
 
-    def guard(url: str) -> None:
-        seen.append(url)
-        raise InputError(f"{url} is refused")
+    def __init__(self, seen: list[str]):
+        super().__init__()
+        self.seen = seen
 
-    with pytest.raises(InputFailure, match="is refused"):
-        fetcher(url_guard=guard).download(good_url(inputs.url, 0), tmp_path / "x.wav")
+    def handle_request(self, request):
+        self.seen.append(str(request.url))
+        raise InputError(f"{request.url.host} is refused")
+
+
+def test_a_transport_sees_every_download_and_can_refuse_it(inputs, tmp_path):
+    seen, deadlines = [], []
+
+    def transport(deadline: float) -> httpx.BaseTransport:
+        deadlines.append(deadline)
+        return RefusingTransport(seen)
+
+    with pytest.raises(InputFailure, match="127.0.0.1 is refused"):
+        fetcher(transport=transport).download(good_url(inputs.url, 0), tmp_path / "x.wav")
     assert seen == [good_url(inputs.url, 0)]
+    assert deadlines and deadlines[0] > time.monotonic()  # the download's own deadline
+    assert not (tmp_path / "x.wav").exists()
 
 
 def test_s3_inputs(aws, tmp_path):

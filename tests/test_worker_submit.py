@@ -71,10 +71,12 @@ def test_a_folder_is_uploaded_then_queued_and_resubmitting_skips_what_is_done(en
     line = capsys.readouterr().out
     assert "1/3 stored, 0 waiting, 2 in flight, 0 dead-lettered" in line  # received just above
 
+    results.put_bytes(jobs[1].subtitles, b"WEBVTT\n")  # a crash between the subtitles and the JSON
     out = tmp_path / "collected"
     assert cli.main(["worker", "collect", str(out), "--results", "s3://out/r/"]) == 0
     assert json.loads((out / jobs[0].result).read_text())["output"]["text"] == "hi"
     assert (out / jobs[0].subtitles).read_text() == "WEBVTT\n"
+    assert not (out / jobs[1].subtitles).exists()
     assert cli.main(["worker", "collect", str(out), "--results", "s3://out/r/"]) == 0
     assert "0 result files written" in capsys.readouterr().out.splitlines()[-1]
 

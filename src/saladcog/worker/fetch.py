@@ -7,9 +7,9 @@ failed result. `TransientFailure`: the network or the server let us down (5xx, 4
 connection, a stall, a download slower than SALADCOG_FETCH_TIMEOUT); the message goes back to
 the queue, and the queue's redrive policy ends a job that keeps failing in the dead-letter queue.
 
-`url_guard`, when given, is called with every URL the download requests (the first and each
-redirect) and refuses one by raising `saladcog.inputs.InputError`: the place for the check that
-keeps fetches away from private addresses.
+`transport`, when given, makes the httpx transport of one download from its deadline: the
+place for a check of every address a download connects to (the first request and each
+redirect), which refuses one by raising `saladcog.inputs.InputError` (an input failure).
 """
 
 from __future__ import annotations
@@ -56,26 +56,13 @@ class Fetcher:
     """One fetcher thread's connections: an httpx client for http(s), boto3's for s3://."""
 
     def __init__(self, limits: Limits, stall_s: float, budget: Budget, stopping: threading.Event,
-                 s3_client=None, url_guard: Callable[[str], None] | None = None):
+                 s3_client=None, transport: Callable[[float], httpx.BaseTransport] | None = None):
         self.limits = limits
+        self.stall_s = stall_s
         self.budget = budget
         self.stopping = stopping
         self.s3_client = s3_client
-        hooks = {"request": [lambda request: self._guard(str(request.url))]} if url_guard else {}
-        self.url_guard = url_guard
-        self.http = httpx.Client(
-            timeout=httpx.Timeout(stall_s), follow_redirects=True, max_redirects=MAX_REDIRECTS,
-            headers={"Accept-Encoding": "identity", "User-Agent": "saladcog-worker"}, event_hooks=hooks,
-        )
-
-    def _guard(self, url: str) -> None:
-        try:
-            self.url_guard(url)
-        except InputError as e:
-            raise InputFailure(str(e)) from None
-
-    def close(self) -> None:
-        self.http.close()
+        self.transport = transport
 
     def _reserve(self, size: int) -> None:
         while not self.budget.reserve(size, WAIT_STEP_S):
@@ -105,8 +92,13 @@ class Fetcher:
     def _download_http(self, url: str, path: Path, counted: list[int]) -> None:
         name = describe(url)
         deadline = time.monotonic() + self.limits.fetch_seconds
+        client = httpx.Client(
+            transport=self.transport(deadline) if self.transport else None, timeout=httpx.Timeout(self.stall_s),
+            follow_redirects=True, max_redirects=MAX_REDIRECTS, trust_env=False,
+            headers={"Accept-Encoding": "identity", "User-Agent": "saladcog-worker"},
+        )
         try:
-            with self.http.stream("GET", url) as response:
+            with client, client.stream("GET", url) as response:
                 status = response.status_code
                 if status >= 400:
                     reason = f"could not fetch {name}: the server answered HTTP {status} {response.reason_phrase}".rstrip()
@@ -135,9 +127,11 @@ class Fetcher:
                                 f"could not fetch {name}: it took longer than {self.limits.fetch_seconds:g} s "
                                 f"({received:,} bytes received; SALADCOG_FETCH_TIMEOUT)")
                         out.write(chunk)
+        except InputError as e:  # the transport refused an address
+            raise InputFailure(str(e)) from None
         except httpx.TimeoutException as e:
             raise TransientFailure(f"could not fetch {name}: the server sent nothing for "
-                                   f"{self.http.timeout.read:g} s ({type(e).__name__})") from None
+                                   f"{self.stall_s:g} s ({type(e).__name__})") from None
         except httpx.TooManyRedirects:
             raise InputFailure(f"could not fetch {name}: more than {MAX_REDIRECTS} redirects") from None
         except httpx.HTTPError as e:  # refused, reset, a body shorter than its Content-Length

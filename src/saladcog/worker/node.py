@@ -84,14 +84,14 @@ class Outcome:
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, sqs=None, s3=None, url_guard=None):
+    def __init__(self, settings: Settings, *, sqs=None, s3=None, transport=None):
         self.settings = settings
         self.sqs = sqs or sqs_client()
         self.s3 = s3 or s3_client()
         self.results = Storage.from_url(settings.results_url, client=self.s3)
         retry = RetryPolicy(busy_wait=settings.predict_timeout_s)
         self.cog = Client(settings.cog_url, timeout=settings.predict_timeout_s, retry=retry)
-        self.url_guard = url_guard
+        self.transport = transport  # per download, from its deadline: see fetch.Fetcher
         self.budget = Budget(settings.prefetch_files, settings.prefetch_bytes)
         self.stopping = threading.Event()
         self.stop_deadline = float("inf")
@@ -294,7 +294,7 @@ class Worker:
 
     def _fetch_loop(self) -> None:
         fetcher = Fetcher(self.settings.limits, self.settings.stall_s, self.budget, self.stopping,
-                          s3_client=self.s3, url_guard=self.url_guard)
+                          s3_client=self.s3, transport=self.transport)
         try:
             while not self.stopping.is_set():
                 if not self.budget.take_slot(WAIT_STEP_S):
@@ -370,7 +370,8 @@ class Worker:
         finally:
             log.info("prediction %s ended after %.3f s", job.prediction_id, time.monotonic() - started)
             self.running = None
-            self.budget.release(held.size, slot=False)  # the file went with the loan
+            held.path.unlink(missing_ok=True)  # the prediction is over: the file is not needed
+            self.budget.release(held.size, slot=False)
             held.size = 0
             held.path = None
         self.instance_failures = 0

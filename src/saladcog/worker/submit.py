@@ -186,11 +186,14 @@ def progress(sqs, url: str, results: Storage, window_s: float = 600.0) -> Progre
 
 def collect(results: Storage, out_dir: Path) -> int:
     """Download every result (.json, and .srt/.vtt subtitles) not yet in `out_dir`; return how
-    many were downloaded."""
+    many were downloaded. Subtitles count only beside their JSON: a worker writes them first, so
+    alone they are what a crash left between the two writes."""
     count = 0
     root = out_dir.resolve()
-    for name in results.names():
-        if not name.endswith(RESULT_SUFFIXES):
+    names = [name for name in results.names() if name.endswith(RESULT_SUFFIXES)]
+    done = {name for name in names if name.endswith(".json")}
+    for name in names:
+        if name not in done and f"{name.rsplit('.', 1)[0]}.json" not in done:
             continue
         path = (root / name).resolve()
         if not path.is_relative_to(root):  # a key with ".." segments: not ours to write

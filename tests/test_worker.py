@@ -54,18 +54,23 @@ def records(aws, results: str) -> dict[str, dict]:
     return {name: store.get_json(name) for name in store.names() if name.endswith(".json")}
 
 
-def test_sigterm_finishes_the_running_prediction_and_returns_the_rest(servers, inputs, aws, tmp_path, monkeypatch):
-    aws.client("s3").create_bucket(Bucket="sigterm")
-    urls = [f"{inputs.url}/long/{n}.wav" for n in range(4)]
-    url = submit(monkeypatch, aws, tmp_path, "sigterm", urls, "s3://sigterm/results/")
-    (server, spool) = servers[0]
-    worker = WorkerProcess(worker_env(aws, server, spool, url, "s3://sigterm/results/"), tmp_path / "w.log")
+def sigterm_mid_prediction(worker: WorkerProcess) -> None:
+    """SIGTERM once a prediction has started; the worker must exit 0 within a minute."""
     try:
         wait_for(lambda: "predicting" in worker.log(), 120, "a prediction started")
         worker.signal(signal.SIGTERM)
         assert worker.wait(60) == 0, worker.log()
     finally:
         worker.stop()
+
+
+def test_sigterm_finishes_the_running_prediction_and_returns_the_rest(servers, inputs, aws, tmp_path, monkeypatch):
+    aws.client("s3").create_bucket(Bucket="sigterm")
+    urls = [f"{inputs.url}/long/{n}.wav" for n in range(4)]
+    url = submit(monkeypatch, aws, tmp_path, "sigterm", urls, "s3://sigterm/results/")
+    (server, spool) = servers[0]
+    worker = WorkerProcess(worker_env(aws, server, spool, url, "s3://sigterm/results/"), tmp_path / "w.log")
+    sigterm_mid_prediction(worker)
     sqs = aws.client("sqs")
     # Nothing held: every message not done is visible again at once, not after its timeout.
     visible, in_flight = queue_counts(sqs, url)
@@ -84,12 +89,7 @@ def test_sigterm_past_the_grace_cancels_the_prediction_and_returns_its_message(s
     (server, spool) = servers[0]
     worker = WorkerProcess(worker_env(aws, server, spool, url, "s3://grace/r/", SALADCOG_STOP_GRACE="0"),
                            tmp_path / "w.log")
-    try:
-        wait_for(lambda: "predicting" in worker.log(), 120, "a prediction started")
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(60) == 0, worker.log()
-    finally:
-        worker.stop()
+    sigterm_mid_prediction(worker)
     assert "canceling prediction" in worker.log()
     assert records(aws, "s3://grace/r/") == {}  # no partial result
     assert queue_counts(aws.client("sqs"), url) == (2, 0)

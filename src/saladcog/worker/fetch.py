@@ -53,7 +53,7 @@ def describe(source: str) -> str:
 
 
 class Fetcher:
-    """One fetcher thread's connections: an httpx client for http(s), boto3's for s3://."""
+    """One fetcher thread's downloads: httpx for http(s), boto3 for s3://."""
 
     def __init__(self, limits: Limits, stall_s: float, budget: Budget, stopping: threading.Event,
                  s3_client=None, transport: Callable[[float], httpx.BaseTransport] | None = None):

@@ -62,6 +62,7 @@ def sigterm_mid_prediction(worker: WorkerProcess) -> None:
         assert worker.wait(60) == 0, worker.log()
     finally:
         worker.stop()
+    assert "Traceback" not in worker.log()
 
 
 def test_sigterm_finishes_the_running_prediction_and_returns_the_rest(servers, inputs, aws, tmp_path, monkeypatch):
@@ -175,6 +176,8 @@ def test_sixty_jobs_two_workers_crashes_exactly_one_result_each(servers, inputs,
     dlq = sqs.get_queue_url(QueueName="batch-dlq")["QueueUrl"]
     dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
     assert [json.loads(m["Body"])["input"] for m in dead] == stalled
+    for worker in (w1, w2, restarted):
+        assert "Traceback" not in worker.log(), worker.log()
     # None stored twice, across all three worker processes.
     stored = [name for w in (w1, w2, restarted) for name in stored_lines(w.log())]
     assert sorted(stored) == sorted(done), (len(stored), len(done))

@@ -295,20 +295,17 @@ class Worker:
     def _fetch_loop(self) -> None:
         fetcher = Fetcher(self.settings.limits, self.settings.stall_s, self.budget, self.stopping,
                           s3_client=self.s3, transport=self.transport)
-        try:
-            while not self.stopping.is_set():
-                if not self.budget.take_slot(WAIT_STEP_S):
-                    continue
-                held = self._receive()
-                if held is None:
-                    self.budget.release(0)
-                    continue
-                if self.stopping.is_set():
-                    self._give_back(held, "stopping")
-                    continue
-                self._prepare(held, fetcher)
-        finally:
-            fetcher.close()
+        while not self.stopping.is_set():
+            if not self.budget.take_slot(WAIT_STEP_S):
+                continue
+            held = self._receive()
+            if held is None:
+                self.budget.release(0)
+                continue
+            if self.stopping.is_set():
+                self._give_back(held, "stopping")
+                continue
+            self._prepare(held, fetcher)
 
     def _prepare(self, held: Held, fetcher: Fetcher) -> None:
         """Download the message's input, then queue it for the server, or settle it at once."""

@@ -3,6 +3,7 @@
     saladcog serve whisper --port 5000     # foreground, on [::] (dual stack), until Ctrl-C
     saladcog demo                          # serve, transcribe a bundled clip over [::1], stop
     saladcog salad create examples/salad/whisper-large-v3.json --organization O --project P
+    saladcog worker submit|status|collect|run   # the SQS/S3 batch node (docs/worker.md)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from saladcog import client_cli, salad
 from saladcog.client import Client
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
+from saladcog.worker import cli as worker_cli
 
 DEMO_CLIP = REPO_ROOT / "tests" / "data" / "speech" / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"
 
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     salad.add_subcommand(sub)
     client_cli.add_commands(sub)  # predict, batch, receive
+    worker_cli.add_subcommand(sub)  # worker run, submit, status, collect
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -293,6 +293,12 @@ def _content_length(response: httpx.Response) -> int | None:
         return None
 
 
+def checked_transport(deadline: float, limits: Limits) -> httpx.BaseTransport:
+    """An httpx transport that connects only to allowed addresses (as `download` does), every
+    socket call held to `deadline`: for other fetchers of caller-named URLs (the batch worker)."""
+    return _CheckedTransport(_CheckedNetwork(limits.allowed_networks, deadline, httpcore.SyncBackend()))
+
+
 class AddressRefused(Exception):
     """A connection to an address that is neither public nor allowed was about to be opened."""
 

@@ -169,6 +169,16 @@ EXAMPLES = {
     # The Whisper image with OpenAI's audio API in front of Cog's (docs/openai.md).
     "whisper-large-v3-openai": our_image("whisper-large-v3-openai", "saladcog-whisper",
                                          env={"COG_IPV6_MODE": "openai"}),
+    # A batch node (docs/worker.md): the Whisper image with the SQS/S3 worker beside its server.
+    "whisper-worker-node": our_image("whisper-worker-node", "saladcog-whisper", env={
+        "SALADCOG_SQS_WORKER": "1",
+        "SALADCOG_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/talks",
+        "SALADCOG_RESULTS_URL": "s3://your-bucket/results/",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "your-access-key-id",
+        "AWS_SECRET_ACCESS_KEY": "your-secret-access-key",
+        "SALADCOG_MIN_SPEED": "2",  # well below a healthy node: set it from your own measured speeds
+    }),
     # Any Cog image rebuilt with wrapper/Dockerfile: its own ENTRYPOINT already is the front door.
     "wrapped-whisper": GroupConfig(
         name="wrapped-whisper",

@@ -294,7 +294,10 @@ class Supervisor:
         if o.job_queue_worker:
             self.sidecars.append(self.spawn("job-queue worker", [o.job_queue_worker]))
         if o.sqs_worker:
-            self.sidecars.append(self.spawn("SQS worker", [o.python, "-m", SQS_WORKER_MODULE]))
+            # The worker calls the Cog server itself, not the door in front of it.
+            worker_env = dict(os.environ)
+            worker_env.setdefault("SALADCOG_COG_URL", "http://127.0.0.1:%d" % server_port)
+            self.sidecars.append(self.spawn("SQS worker", [o.python, "-m", SQS_WORKER_MODULE], worker_env))
 
     def start_leg(self):
         self.leg_pending = False

@@ -8,7 +8,7 @@ import pytest
 
 from saladcog import cli
 from saladcog.storage import Storage
-from saladcog.worker.jobs import Job
+from saladcog.worker.jobs import Job, result_name
 from tests.worker_harness import CLIPS
 
 
@@ -54,7 +54,9 @@ def test_a_folder_is_uploaded_then_queued_and_resubmitting_skips_what_is_done(en
     assert sorted(uploads.names()) == sorted(f"day1/{c.name}" for c in CLIPS[:3])
     jobs = [Job.parse(m["Body"]) for m in receive_all(sqs, url)]
     assert sorted(j.source for j in jobs) == sorted(f"s3://media/in/day1/{c.name}" for c in CLIPS[:3])
-    assert {j.result for j in jobs} == {f"media/in/day1/{c.name}.json" for c in CLIPS[:3]}
+    assert {j.result for j in jobs} == {result_name(f"s3://media/in/day1/{c.name}") for c in CLIPS[:3]}
+    assert all(j.result.startswith(f"media/in/day1/{c.name}~") for j, c in zip(sorted(jobs, key=lambda j: j.source),
+                                                                               sorted(CLIPS[:3], key=lambda c: c.name)))
     assert all(j.inputs == {"transcription": "vtt"} and j.subtitles.endswith(".vtt") for j in jobs)
 
     # A worker stored one result (and its subtitles); the queue was emptied; submit again.

@@ -68,11 +68,15 @@ def load(directory: str | os.PathLike):
     return pipeline
 
 
-def _turns(annotation) -> list[Turn]:
-    return [
-        Turn(round(float(segment.start), 3), round(float(segment.end), 3), str(label))
-        for segment, _, label in annotation.itertracks(yield_label=True)
-    ]
+def _turns(annotation, duration: float) -> list[Turn]:
+    """Turns in seconds, cut at the end of the audio: pyannote pads the last 10 s window with
+    zeros, and a turn can run on into that padding."""
+    turns = []
+    for segment, _, label in annotation.itertracks(yield_label=True):
+        start, end = round(float(segment.start), 3), round(min(float(segment.end), duration), 3)
+        if end > start:
+            turns.append(Turn(start, end, str(label)))
+    return turns
 
 
 def diarize(
@@ -113,8 +117,8 @@ def diarize(
         centroids = np.nan_to_num(np.asarray(output.speaker_embeddings, dtype=np.float64))
         embeddings = {label: [round(float(x), 6) for x in row] for label, row in zip(speakers, centroids)}
     return Diarization(
-        turns=_turns(output.speaker_diarization),
-        exclusive_turns=_turns(output.exclusive_speaker_diarization),
+        turns=_turns(output.speaker_diarization, waveform.duration),
+        exclusive_turns=_turns(output.exclusive_speaker_diarization, waveform.duration),
         speakers=speakers,
         embeddings=embeddings,
     )

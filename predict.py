@@ -231,14 +231,8 @@ class WhisperDiarize(WhisperTurbo):
         initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
         condition_on_previous_text: Optional[bool] = WhisperInputs.condition_on_previous_text,
     ) -> DiarizedTranscriptionOutput:
-        from saladcog import audio as media
-        from saladcog.asr.model import check_request
-        from saladcog.asr.transcribe import segment_dict, transcribe_blocks
-        from saladcog.diarize import pipeline as diarization
-        from saladcog.diarize.speakers import TurnIndex, label_segments
-        from saladcog.diarize.waveform import decoded
+        from saladcog.diarize.transcript import transcribe_and_diarize
 
-        diarization.check_speaker_counts(num_speakers, min_speakers, max_speakers)
         options = self.options(
             task,
             language,
@@ -251,43 +245,33 @@ class WhisperDiarize(WhisperTurbo):
             initial_prompt=initial_prompt,
             condition_on_previous_text=condition_on_previous_text,
         )
-        check_request(self.model, options.task, options.language)
         started = time.perf_counter()
         with inputs.fetched(audio, "audio") as sent:
-            info = media.probe(sent.path, name=sent.name)
-            with decoded(sent.path, name=sent.name) as waveform:
-                segments, detected = transcribe_blocks(self.model, waveform.blocks(), info.duration, options)
-                segments = list(segments)
-                transcribed = time.perf_counter()
-                found = diarization.NO_SPEAKERS
-                if diarize:
-                    found = diarization.diarize(
-                        self.diarizer, waveform,
-                        num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
-                    )
+            result = transcribe_and_diarize(
+                self.model, self.diarizer, sent.path, options, name=sent.name, diarize=diarize,
+                num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
+            )
         seconds = time.perf_counter() - started
-        shaped = [segment_dict(s, with_words=True) for s in segments]
-        if diarize:
-            shaped = label_segments(shaped, TurnIndex(found.exclusive_turns))
-        if not word_timestamps:
-            for segment in shaped:
-                segment.pop("words", None)
-        speakers = [s["speaker"] for s in shaped] if diarize else None
-        text = formats.to_text(segments)
+        segments = result.segment_dicts(with_words=word_timestamps)
+        found = result.diarization
+        text = formats.to_text(result.segments)
+        subtitles = SUBTITLE_FORMATS[transcription]
         return DiarizedTranscriptionOutput(
-            detected_language=detected.language,
-            language_probability=detected.language_probability,
-            duration=detected.duration,
+            detected_language=result.detected.language,
+            language_probability=result.detected.language_probability,
+            duration=result.detected.duration,
             text=text,
-            transcription=text if transcription == "plain text" else SUBTITLE_FORMATS[transcription](segments, speakers),
-            segments=shaped,
-            num_speakers=len(found.speakers),
-            speakers=[dataclasses.asdict(t) for t in found.turns],
-            speaker_embeddings=found.embeddings if speaker_embeddings else None,
+            transcription=text if subtitles is formats.to_text else subtitles(
+                result.segments, [s["speaker"] for s in segments] if found else None
+            ),
+            segments=segments,
+            num_speakers=len(found.speakers) if found else 0,
+            speakers=[dataclasses.asdict(t) for t in found.turns] if found else [],
+            speaker_embeddings=found.embeddings if found and speaker_embeddings else None,
             metrics={
-                **self.metrics(detected.duration, seconds),
-                "transcription_seconds": round(transcribed - started, 3),
-                "diarization_seconds": round(seconds - (transcribed - started), 3),
+                **self.metrics(result.detected.duration, seconds),
+                "transcription_seconds": round(result.transcription_seconds, 3),
+                "diarization_seconds": round(result.diarization_seconds, 3),
             },
         )
 

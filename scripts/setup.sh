@@ -57,13 +57,13 @@ done
 # parts (Kaldi fbank, resampling) when it is given a waveform, and torchaudio skips an extension
 # whose library is absent, so the libraries are removed. The image installs the real cu128 torchaudio.
 venv=.venvs/diarize
-if [ ! -f "$venv/.installed" ] || [ scripts/setup.sh -nt "$venv/.installed" ]; then
+if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ] || [ scripts/setup.sh -nt "$venv/.installed" ]; then
     rm -rf "$venv"
     .venv/bin/python -m venv "$venv"
     purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
     own=$("$venv/bin/python" -c "$purelib")
     .venv/bin/python -c "$purelib" >"$own/saladcog-shared-venv.pth"
-    "$venv/bin/python" -m pip install -q 'pyannote.audio==4.0.7'
+    "$venv/bin/python" -m pip install -q -e '.[diarize]'
     rm -f "$own"/torchaudio/lib/*.so
     touch "$venv/.installed"
 fi

@@ -159,6 +159,9 @@ EXAMPLES = {
     "whisper-large-v3": our_image("whisper-large-v3", "saladcog-whisper"),
     "whisper-large-v3-turbo": our_image("whisper-large-v3-turbo", "saladcog-whisper-turbo", memory_mb=12288),
     "distil-whisper": our_image("distil-whisper", "saladcog-distil-whisper", memory_mb=12288),
+    # Whisper large-v3-turbo + pyannote: 16 GB of RAM for torch, pyannote and the CUDA context;
+    # a 4-hour file's waveform is mapped from disk (0.9 GB), not held.
+    "whisper-diarize": our_image("whisper-diarize", "saladcog-whisper-diarize"),
     "openvoice": our_image("openvoice", "saladcog-openvoice", memory_mb=12288),
     "metavoice": our_image("metavoice", "saladcog-metavoice", GPU_24GB, memory_mb=24576),
     # The Whisper image with OpenAI's audio API in front of Cog's (docs/openai.md).

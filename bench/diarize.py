@@ -13,7 +13,7 @@ pipeline, VBx clustering and WeSpeakerResNet34 embedding, with a small segmentat
    can tell a waveform kept whole from one that is not. On 2 CPU cores pyannote's default 1 s
    step would take most of an hour on the 60-minute file, so this bench slides the window by
    10 s (`segmentation_step: 1.0`): the waveform is read the same way; pyannote's per-window
-   output, ~25 MB per hour at the default step, is a tenth of that here.
+   output (25 MB per hour for each copy of the scores at the default step) is a tenth here.
 """
 
 from __future__ import annotations

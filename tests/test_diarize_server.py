@@ -105,8 +105,7 @@ def test_subtitles_and_openai_shape_carry_the_speakers(server, conversation):
     assert all(len(vector) == 256 for vector in output["speaker_embeddings"].values())
     # What the OpenAI door answers for response_format=diarized_json, checked by OpenAI's SDK.
     ordered = sorted(labels)
-    body = TranscriptionDiarized.model_validate(
-        diarized_json(output["segments"], ordered, output["duration"], output["text"]))
+    body = TranscriptionDiarized.model_validate(diarized_json(output))
     assert [s.speaker for s in body.segments] == [chr(ord("A") + ordered.index(s["speaker"])) for s in spoken]
 
 

@@ -98,14 +98,16 @@ def test_many_words_against_many_turns_agree_with_a_plain_scan():
 def test_diarized_json_is_openais_shape():
     segments = label_segments(
         [{"id": 1, "start": 0.0, "end": 1.9, "text": " Hi."}, {"id": 2, "start": 2.2, "end": 4.0, "text": " Hey!"},
-         {"id": 3, "start": 4.0, "end": 4.5, "text": " "}],
+         {"id": 3, "start": 4.0, "end": 4.5, "text": " "}, {"id": 4, "start": 8.1, "end": 8.4, "text": " Yes."}],
         TURNS,
     )
-    body = diarized_json(segments, [A, B, C], duration=8.5, text="Hi. Hey!")
-    parsed = TranscriptionDiarized.model_validate(body)
-    assert [(s.speaker, s.text, s.start, s.end) for s in parsed.segments] == [("A", "Hi.", 0.0, 1.9), ("B", "Hey!", 2.2, 4.0)]
-    assert parsed.task == "transcribe" and parsed.usage.seconds == 8.5
-    assert len({s.id for s in parsed.segments}) == 2
+    output = {"duration": 8.5, "text": "Hi. Hey! Yes.", "segments": segments,
+              "speakers": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in reversed(TURNS)]}
+    parsed = TranscriptionDiarized.model_validate(diarized_json(output))
+    assert [(s.speaker, s.text, s.start, s.end) for s in parsed.segments] == [
+        ("A", "Hi.", 0.0, 1.9), ("B", "Hey!", 2.2, 4.0), ("C", "Yes.", 8.1, 8.4)]
+    assert parsed.task == "transcribe" and parsed.text == "Hi. Hey! Yes." and parsed.usage.seconds == 8.5
+    assert len({s.id for s in parsed.segments}) == 3
 
 
 def test_subtitles_carry_the_speaker():

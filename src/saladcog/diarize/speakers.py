@@ -94,15 +94,16 @@ def _letters(n: int) -> str:
     return label
 
 
-def diarized_json(segments: Sequence[dict], speakers: Sequence[str], duration: float, text: str) -> dict:
+def diarized_json(output: dict) -> dict:
     """OpenAI's `response_format=diarized_json` body (`TranscriptionDiarized` in its SDK) from
-    labelled segments: speakers are renamed A, B, … in the order of `speakers`, as OpenAI names
-    speakers it was given no names for; UNKNOWN stays as it is."""
-    names = {speaker: _letters(i) for i, speaker in enumerate(speakers)}
+    the WhisperDiarize runner's output. Speakers are renamed A, B, … in label order
+    (SPEAKER_00 is A), as OpenAI names speakers it was given no names for; UNKNOWN stays."""
+    labels = sorted({turn["speaker"] for turn in output["speakers"]})
+    names = {label: _letters(i) for i, label in enumerate(labels)}
     return {
         "task": "transcribe",
-        "duration": duration,
-        "text": text,
+        "duration": output["duration"],
+        "text": output["text"],
         "segments": [
             {
                 "type": "transcript.text.segment",
@@ -112,8 +113,8 @@ def diarized_json(segments: Sequence[dict], speakers: Sequence[str], duration: f
                 "text": s["text"].strip(),
                 "speaker": names.get(s["speaker"], s["speaker"]),
             }
-            for i, s in enumerate(segments)
+            for i, s in enumerate(output["segments"])
             if s["text"].strip()
         ],
-        "usage": {"type": "duration", "seconds": duration},
+        "usage": {"type": "duration", "seconds": output["duration"]},
     }

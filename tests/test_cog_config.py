@@ -147,6 +147,19 @@ def test_runner_imports_with_only_its_images_packages(runner):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def _resolve(requirements: list[str], workdir: Path) -> str:
+    """uv's annotated resolution of `requirements` for the images' platform."""
+    source = workdir / "resolvable.txt"
+    source.write_text("\n".join(requirements) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--native-tls", "--no-header",
+         "--python-platform", "x86_64-manylinux_2_28", "--python-version", "3.11", str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_image_requirements_resolve_for_linux_x86_64(generated, config):
     """Resolved from PyPI for the image's platform (x86_64 manylinux, CPython 3.11) by uv, the
@@ -159,32 +172,13 @@ def test_image_requirements_resolve_for_linux_x86_64(generated, config):
         pytest.skip("resolved with its torch pins in test_diarization_requirements_resolve_around_the_cu128_torch")
     requirements = [line for line in (generated[config].context / "requirements.txt").read_text().splitlines()
                     if not line.startswith("--extra-index-url") and not line.startswith("torch==")]
-    source = generated[config].context / "resolvable.txt"
-    source.write_text("\n".join(requirements) + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--native-tls", "--no-header",
-         "--python-platform", "x86_64-manylinux_2_28", "--python-version", "3.11", str(source)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    pinned = [line.split("==")[0].lower() for line in result.stdout.splitlines() if "==" in line and not line.startswith(" ")]
+    compiled = _resolve(requirements, generated[config].context)
+    pinned = [line.split("==")[0].lower() for line in compiled.splitlines() if "==" in line and not line.startswith(" ")]
     for requirement in requirements:
         if "==" in requirement:
             assert requirement.split("==")[0].lower().replace("_", "-") in [p.replace("_", "-") for p in pinned]
     assert "torch" not in pinned
     assert not [p for p in pinned if p.startswith("nvidia-") and ("cu13" in p or not p.endswith("-cu12"))], pinned
-
-
-def _resolve(requirements: list[str], workdir: Path) -> str:
-    source = workdir / "resolvable.txt"
-    source.write_text("\n".join(requirements) + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--native-tls", "--no-header",
-         "--python-platform", "x86_64-manylinux_2_28", "--python-version", "3.11", str(source)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 def _pins_and_sources(compiled: str) -> dict[str, tuple[str, set[str]]]:

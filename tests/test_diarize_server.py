@@ -18,6 +18,7 @@ from openai.types.audio import TranscriptionDiarized
 
 import image_harness
 from conftest import SPEECH, librivox, predict
+from test_whisper_errors import CASES as BAD_INPUTS
 from saladcog import audio
 from saladcog.client import data_uri
 from saladcog.diarize.speakers import diarized_json
@@ -41,8 +42,15 @@ def community_1(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(community_1):
-    with CogServer("whisper-diarize", python=str(DIARIZE_PYTHON), env={"SALADCOG_DIARIZATION_DIR": str(community_1)}) as server:
+def scratch(tmp_path_factory) -> Path:
+    """The server's TMPDIR: where the decoded waveforms go, and must not stay."""
+    return tmp_path_factory.mktemp("server-tmp")
+
+
+@pytest.fixture(scope="module")
+def server(community_1, scratch):
+    env = {"SALADCOG_DIARIZATION_DIR": str(community_1), "TMPDIR": str(scratch)}
+    with CogServer("whisper-diarize", python=str(DIARIZE_PYTHON), env=env) as server:
         server.wait_ready(timeout=300)
         yield server
 
@@ -133,3 +141,12 @@ def test_contradictory_counts_are_refused_and_the_server_goes_on(server, convers
     assert server.health() == "READY"
     output = run(server, {"audio": data_uri(SPEECH / "goforward.wav"), "diarize": False})
     assert output["num_speakers"] == 0 and "speaker" not in output["segments"][0]
+
+
+@pytest.mark.parametrize("case", ["text file", "truncated mp3", "damaged mp3", "unknown language"])
+def test_bad_media_fails_clearly_and_leaves_nothing_behind(server, scratch, tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    body = predict(server.url("127.0.0.1"), make(tmp_path, librivox())).json()
+    assert body["status"] == "failed" and message in body["error"], body.get("error")
+    server.wait_ready(timeout=5)
+    assert not list(scratch.glob("saladcog-waveform-*"))

@@ -7,8 +7,9 @@ decodes the file again nor needs torchcodec and FFmpeg. pyannote slides a 10 s w
 tensor in batches (`segmentation_batch_size`, then `embedding_batch_size` windows at a time);
 its progress hook releases the mapped pages after each batch, so what it holds of the waveform
 stays a batch long. What grows with the length is its per-window output: 3 local speakers ×
-589 frames of scores per window, a window a second, is 25 MB of float32 per hour for each copy
-it keeps, plus 11 MB of embeddings (3 × 256 per window) per hour.
+589 frames of scores per window, a window a second, is 25 MB of float32 per hour, plus 11 MB
+of embeddings (3 × 256 per window), plus 17 MB of float64 per hour per speaker found while it
+rebuilds the turns (docs/diarize.md has the arithmetic).
 """
 
 from __future__ import annotations

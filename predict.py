@@ -7,6 +7,7 @@ runner imports its engine inside its methods, never at the top of this file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -44,6 +45,12 @@ class WhisperInputs:
     )
     word_timestamps = Input(description="Add word-level timings to each segment.", default=False)
     vad_filter = Input(description="Skip silence with the Silero voice-activity detector before decoding.", default=False)
+    batch_size = Input(
+        description="1: sequential decoding. Above 1: faster-whisper's batched pipeline (faster on a GPU).",
+        default=1,
+        ge=1,
+        le=64,
+    )
     beam_size = Input(description="Beam width of the decoder.", default=5, ge=1, le=10)
     temperature = Input(
         description="Sampling temperature; 0 decodes greedily, falling back to higher temperatures when a window fails.",
@@ -110,12 +117,7 @@ class Whisper(BaseRunner):
         transcription: str = WhisperInputs.transcription,
         word_timestamps: bool = WhisperInputs.word_timestamps,
         vad_filter: bool = WhisperInputs.vad_filter,
-        batch_size: int = Input(
-            description="1: sequential decoding. Above 1: faster-whisper's batched pipeline (faster on a GPU).",
-            default=1,
-            ge=1,
-            le=64,
-        ),
+        batch_size: int = WhisperInputs.batch_size,
         beam_size: int = WhisperInputs.beam_size,
         temperature: float = WhisperInputs.temperature,
         initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
@@ -146,15 +148,18 @@ class Whisper(BaseRunner):
             text=result.text,
             transcription=SUBTITLE_FORMATS[transcription](result.segments),
             segments=[segment_dict(s, with_words=word_timestamps) for s in result.segments],
-            metrics={
-                "audio_seconds": result.detected.duration,
-                "processing_seconds": round(seconds, 3),
-                "real_time_factor": round(seconds / result.detected.duration, 4),
-                "model": self.model.name,
-                "device": self.model.device,
-                "compute_type": self.model.compute_type,
-            },
+            metrics=self.metrics(result.detected.duration, seconds),
         )
+
+    def metrics(self, audio_seconds: float, seconds: float) -> dict:
+        return {
+            "audio_seconds": audio_seconds,
+            "processing_seconds": round(seconds, 3),
+            "real_time_factor": round(seconds / audio_seconds, 4),
+            "model": self.model.name,
+            "device": self.model.device,
+            "compute_type": self.model.compute_type,
+        }
 
 
 class WhisperTurbo(Whisper):
@@ -171,6 +176,105 @@ class DistilWhisper(Whisper):
 
     baked_models = ("distil-whisper-large-v3", "distil-whisper-large-v2")
     condition_default = False
+
+
+class DiarizedTranscriptionOutput(BaseModel):
+    detected_language: str
+    language_probability: float
+    duration: float
+    text: str
+    transcription: str
+    segments: list[Any]
+    num_speakers: int
+    speakers: list[Any]
+    speaker_embeddings: Any
+    metrics: Any
+
+
+class WhisperDiarize(WhisperTurbo):
+    """Whisper large-v3-turbo with pyannote's speaker diarization (community-1): a speaker on
+    every segment and word. The file is decoded once; Whisper, then pyannote, run on it one
+    after the other, so that their memory peaks do not add up."""
+
+    def setup(self) -> None:
+        super().setup()
+        from saladcog.diarize import pipeline as diarization
+
+        directory = weights.diarization_pipeline_dir()
+        self.diarizer = diarization.load(directory)
+        print(f"loaded the diarization pipeline in {directory}")
+
+    def run(
+        self,
+        audio: Path = WhisperInputs.audio,
+        task: str = WhisperInputs.task,
+        language: str = WhisperInputs.language,
+        transcription: str = Input(
+            description="Format of the `transcription` output: plain text, or SubRip or WebVTT subtitles with a [SPEAKER_00] prefix on each cue.",
+            default="plain text",
+            choices=["plain text", "srt", "vtt"],
+        ),
+        diarize: bool = Input(description="Find who speaks when; off: a plain transcription.", default=True),
+        num_speakers: Optional[int] = Input(
+            description="Number of speakers, when known. Empty: found from the audio.", default=None, ge=1, le=50
+        ),
+        min_speakers: Optional[int] = Input(description="At least this many speakers.", default=None, ge=1, le=50),
+        max_speakers: Optional[int] = Input(description="At most this many speakers.", default=None, ge=1, le=50),
+        speaker_embeddings: bool = Input(
+            description="Add each speaker's voice embedding (256 numbers, keyed by label): speakers can then be matched across files.",
+            default=False,
+        ),
+        word_timestamps: bool = WhisperInputs.word_timestamps,
+        vad_filter: bool = WhisperInputs.vad_filter,
+        batch_size: int = WhisperInputs.batch_size,
+        beam_size: int = WhisperInputs.beam_size,
+        temperature: float = WhisperInputs.temperature,
+        initial_prompt: Optional[str] = WhisperInputs.initial_prompt,
+        condition_on_previous_text: Optional[bool] = WhisperInputs.condition_on_previous_text,
+    ) -> DiarizedTranscriptionOutput:
+        from saladcog.diarize.transcript import transcribe_and_diarize
+
+        options = self.options(
+            task,
+            language,
+            # Speakers are given per word; word alignment also gives subtitle cues their times.
+            word_timestamps=True,
+            vad_filter=vad_filter,
+            batch_size=batch_size,
+            beam_size=beam_size,
+            temperature=temperature,
+            initial_prompt=initial_prompt,
+            condition_on_previous_text=condition_on_previous_text,
+        )
+        started = time.perf_counter()
+        with inputs.fetched(audio, "audio") as sent:
+            result = transcribe_and_diarize(
+                self.model, self.diarizer, sent.path, options, name=sent.name, diarize=diarize,
+                num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
+            )
+        seconds = time.perf_counter() - started
+        segments = result.segment_dicts(with_words=word_timestamps)
+        found = result.diarization
+        text = formats.to_text(result.segments)
+        subtitles = SUBTITLE_FORMATS[transcription]
+        return DiarizedTranscriptionOutput(
+            detected_language=result.detected.language,
+            language_probability=result.detected.language_probability,
+            duration=result.detected.duration,
+            text=text,
+            transcription=text if subtitles is formats.to_text else subtitles(
+                result.segments, [s["speaker"] for s in segments] if found else None
+            ),
+            segments=segments,
+            num_speakers=len(found.speakers) if found else 0,
+            speakers=[dataclasses.asdict(t) for t in found.turns] if found else [],
+            speaker_embeddings=found.embeddings if found and speaker_embeddings else None,
+            metrics={
+                **self.metrics(result.detected.duration, seconds),
+                "transcription_seconds": round(result.transcription_seconds, 3),
+                "diarization_seconds": round(result.diarization_seconds, 3),
+            },
+        )
 
 
 class WhisperStream(Whisper):

@@ -49,3 +49,21 @@ for cog_version in 0.9.9 0.16.12 0.23.1; do
         touch "$venv/.installed"
     fi
 done
+
+# The diarization runner (pyannote.audio 4.0.7) runs in a virtualenv of its own layered on .venv
+# (a .pth file names .venv's site-packages), so it shares .venv's torch, faster-whisper and Cog.
+# pyannote needs torchaudio, and PyPI's torchaudio 2.11 links libtorch_cuda.so, which a CPU torch
+# does not have: its C extension cannot load here. pyannote uses only torchaudio's pure-Python
+# parts (Kaldi fbank, resampling) when it is given a waveform, and torchaudio skips an extension
+# whose library is absent, so the libraries are removed. The image installs the real cu128 torchaudio.
+venv=.venvs/diarize
+if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ] || [ scripts/setup.sh -nt "$venv/.installed" ]; then
+    rm -rf "$venv"
+    .venv/bin/python -m venv "$venv"
+    purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+    own=$("$venv/bin/python" -c "$purelib")
+    .venv/bin/python -c "$purelib" >"$own/saladcog-shared-venv.pth"
+    "$venv/bin/python" -m pip install -q -e '.[diarize]'
+    rm -f "$own"/torchaudio/lib/*.so
+    touch "$venv/.installed"
+fi

@@ -22,6 +22,9 @@ CONFIGS = ["cog.yaml", *sorted(p.name for p in REPO.glob("cog-*.yaml"))]
 WHISPER_CONFIGS = [c for c in CONFIGS if "whisper" in (REPO / c).read_text().lower()]
 PARAKEET_CONFIG = "cog-parakeet.yaml"
 TTS_CONFIGS = [c for c in CONFIGS if c not in WHISPER_CONFIGS and c != PARAKEET_CONFIG]
+# The images that install torch: the TTS ones, and Whisper with pyannote's diarization.
+TORCH_CONFIGS = [c for c in CONFIGS if "torch==" in (REPO / yaml.safe_load((REPO / c).read_text())["build"]["python_requirements"]).read_text()]
+TORCH_FREE_WHISPER_CONFIGS = [c for c in WHISPER_CONFIGS if c not in TORCH_CONFIGS]
 SERVED_COG = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if '"cog==' in line)
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -46,7 +49,8 @@ def generated(cog_tool, tmp_path_factory):
 
 def test_every_model_has_an_image():
     assert set(CONFIGS) == {"cog.yaml", "cog-whisper-turbo.yaml", "cog-distil-whisper.yaml",
-                            "cog-openvoice.yaml", "cog-metavoice.yaml", PARAKEET_CONFIG}
+                            "cog-openvoice.yaml", "cog-metavoice.yaml", PARAKEET_CONFIG,
+                            "cog-whisper-diarize.yaml"}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -73,7 +77,7 @@ def test_no_offline_variable_is_in_force_while_the_weights_download(generated, c
     assert "socat" in before  # ipv6_entrypoint.sh relay mode
 
 
-@pytest.mark.parametrize("config", WHISPER_CONFIGS)
+@pytest.mark.parametrize("config", TORCH_FREE_WHISPER_CONFIGS)
 def test_whisper_images_carry_a_cuda_12_base_and_no_torch(generated, config):
     build = yaml.safe_load((REPO / config).read_text())["build"]
     assert build["gpu"] is True and build["cuda"] == "12.8" and "cudnn" not in build
@@ -82,8 +86,8 @@ def test_whisper_images_carry_a_cuda_12_base_and_no_torch(generated, config):
     assert "torch" not in requirements and "ctranslate2==4.8.5" in requirements
 
 
-@pytest.mark.parametrize("config", TTS_CONFIGS)
-def test_tts_images_get_the_cuda_12_8_torch(generated, config):
+@pytest.mark.parametrize("config", TORCH_CONFIGS)
+def test_torch_images_get_the_cuda_12_8_torch(generated, config):
     """PyPI's torch builds of 2.10 and later need CUDA 13; Cog maps torch 2.11.0 + cuda 12.8 to
     PyTorch's cu128 wheel index and its cu128 base image."""
     requirements = (generated[config].context / "requirements.txt").read_text().splitlines()
@@ -159,6 +163,7 @@ ABSENT_FROM_IMAGE = {
     "MetaVoice": ("faster_whisper", "ctranslate2"),
     "OpenVoice": ("faster_whisper", "ctranslate2", "tiktoken"),
     "Parakeet": ("torch", "transformers", "faster_whisper", "ctranslate2"),
+    "WhisperDiarize": ("transformers", "tiktoken", "pyannote"),
 }
 
 
@@ -175,15 +180,9 @@ def test_runner_imports_with_only_its_images_packages(runner):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_image_requirements_resolve_for_linux_x86_64(generated, config):
-    """Resolved from PyPI for the image's platform (x86_64 manylinux, CPython 3.11) by uv, the
-    resolver Cog's Dockerfile carries. PyTorch's cu128 index is not reachable here, so torch is
-    left out of the TTS resolutions (its line and index are checked above): nothing else may
-    bring in a torch or a CUDA 13 library."""
-    requirements = [line for line in (generated[config].context / "requirements.txt").read_text().splitlines()
-                    if not line.startswith("--extra-index-url") and not line.startswith("torch==")]
-    source = generated[config].context / "resolvable.txt"
+def _resolve(requirements: list[str], workdir: Path) -> str:
+    """uv's annotated resolution of `requirements` for the images' platform."""
+    source = workdir / "resolvable.txt"
     source.write_text("\n".join(requirements) + "\n")
     result = subprocess.run(
         [sys.executable, "-m", "uv", "pip", "compile", "--quiet", "--native-tls", "--no-header",
@@ -191,9 +190,68 @@ def test_image_requirements_resolve_for_linux_x86_64(generated, config):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    pinned = [line.split("==")[0].lower() for line in result.stdout.splitlines() if "==" in line and not line.startswith(" ")]
+    return result.stdout
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_image_requirements_resolve_for_linux_x86_64(generated, config):
+    """Resolved from PyPI for the image's platform (x86_64 manylinux, CPython 3.11) by uv, the
+    resolver Cog's Dockerfile carries. PyTorch's cu128 index is not reachable here, so torch is
+    left out of the TTS resolutions (its line and index are checked above): nothing else may
+    bring in a torch or a CUDA 13 library. pyannote needs torch, so the diarization image is
+    resolved with its torch pins kept (PyPI's torch 2.11.0 is the same release, built for CUDA 13):
+    see test_diarization_requirements_resolve_around_the_cu128_torch."""
+    if "pyannote-audio==4.0.7" in (generated[config].context / "requirements.txt").read_text():
+        pytest.skip("resolved with its torch pins in test_diarization_requirements_resolve_around_the_cu128_torch")
+    requirements = [line for line in (generated[config].context / "requirements.txt").read_text().splitlines()
+                    if not line.startswith("--extra-index-url") and not line.startswith("torch==")]
+    compiled = _resolve(requirements, generated[config].context)
+    pinned = [line.split("==")[0].lower() for line in compiled.splitlines() if "==" in line and not line.startswith(" ")]
     for requirement in requirements:
         if "==" in requirement:
             assert requirement.split("==")[0].lower().replace("_", "-") in [p.replace("_", "-") for p in pinned]
     assert "torch" not in pinned
     assert not [p for p in pinned if p.startswith("nvidia-") and ("cu13" in p or not p.endswith("-cu12"))], pinned
+
+
+def _pins_and_sources(compiled: str) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, the packages it is there for) from uv's annotated output."""
+    pins: dict[str, tuple[str, set[str]]] = {}
+    current = None
+    for line in compiled.splitlines():
+        if "==" in line and not line.startswith(" "):
+            name, version = line.strip().split("==")
+            current = name.lower().replace("_", "-")
+            pins[current] = (version, set())
+        elif current and line.strip().startswith("#") and line.strip() not in ("# via", "#"):
+            via = line.strip().lstrip("#").strip().removeprefix("via ").strip()
+            if via and not via.startswith("-r "):
+                pins[current][1].add(via.lower().replace("_", "-"))
+    return pins
+
+
+def test_diarization_requirements_resolve_around_the_cu128_torch(generated, tmp_path):
+    """torch, torchaudio and torchcodec stay at the versions the image pins (pyannote and
+    everything else accept them), and every CUDA library in the resolution is there for torch
+    alone: in the image torch comes from the cu128 index, which brings its CUDA 12 libraries."""
+    config = "cog-whisper-diarize.yaml"
+    lines = (generated[config].context / "requirements.txt").read_text().splitlines()
+    assert lines[0] == "--extra-index-url https://download.pytorch.org/whl/cu128/"
+    pins = _pins_and_sources(_resolve(lines[1:], tmp_path))
+    assert pins["torch"][0] == "2.11.0" and pins["torchaudio"][0] == "2.11.0" and pins["torchcodec"][0] == "0.11.0"
+    assert pins["pyannote-audio"][0] == "4.0.7" and pins["ctranslate2"][0] == "4.8.5"
+    cuda = {name: sources for name, (_, sources) in pins.items() if name.startswith(("nvidia-", "cuda-", "triton"))}
+    assert cuda and all(sources <= {"torch"} | set(cuda) for sources in cuda.values()), cuda
+
+
+def test_diarization_image_bakes_community_1_with_the_token_as_a_build_secret(generated):
+    config = "cog-whisper-diarize.yaml"
+    dockerfile = generated[config].dockerfile
+    step = next(line for line in dockerfile.splitlines() if "speaker-diarization-community-1" in line)
+    assert step.startswith("RUN --mount=type=secret,id=hf_token,target=/run/secrets/hf_token ")
+    repo, directory = re.search(r"snapshot_download\('([^']+)', local_dir='/weights/([^']+)'", step).groups()
+    assert weights.DIARIZATION_REPOS[directory] == repo
+    # The token is read from the mounted file in that one step: never an ARG, ENV or a layer's file.
+    assert "token=pathlib.Path('/run/secrets/hf_token').read_text().strip()" in step
+    assert not re.search(r"^(ARG|ENV)\b.*(TOKEN|HF_)", dockerfile, re.M | re.I), dockerfile
+    assert "PYANNOTE_METRICS_ENABLED=0" in dockerfile.split("\nRUN ")[0]  # before any step runs

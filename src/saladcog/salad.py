@@ -162,6 +162,9 @@ EXAMPLES = {
     "whisper-large-v3": our_image("whisper-large-v3", "saladcog-whisper"),
     "whisper-large-v3-turbo": our_image("whisper-large-v3-turbo", "saladcog-whisper-turbo", memory_mb=12288),
     "distil-whisper": our_image("distil-whisper", "saladcog-distil-whisper", memory_mb=12288),
+    # Whisper large-v3-turbo + pyannote: 16 GB of RAM for torch, pyannote and the CUDA context;
+    # a 4-hour file's waveform is mapped from disk (0.9 GB), not held.
+    "whisper-diarize": our_image("whisper-diarize", "saladcog-whisper-diarize"),
     "openvoice": our_image("openvoice", "saladcog-openvoice", memory_mb=12288),
     "metavoice": our_image("metavoice", "saladcog-metavoice", GPU_24GB, memory_mb=24576),
     # cog-parakeet.yaml: 2.4 GB of fp32 weights, loaded by onnxruntime into host memory first.

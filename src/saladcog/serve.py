@@ -28,6 +28,7 @@ REPO_ROOT = Path(saladcog.__file__).resolve().parents[2]
 RUNNERS = {
     "whisper": "predict.py:Whisper",
     "whisper-turbo": "predict.py:WhisperTurbo",
+    "whisper-diarize": "predict.py:WhisperDiarize",
     "whisper-stream": "predict.py:WhisperStream",
     "distil-whisper": "predict.py:DistilWhisper",
     "openvoice": "predict.py:OpenVoice",

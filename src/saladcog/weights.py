@@ -86,3 +86,19 @@ def parakeet_model_dir() -> Path:
             f"named {' or '.join(PARAKEET_REPOS)} holding onnx-asr's export of that model"
         )
     return path
+
+
+# pyannote's diarization pipeline that cog-whisper-diarize.yaml bakes into /weights/<name>
+# (gated on the Hub: the build needs a token, the running image does not).
+DIARIZATION_REPOS = {"speaker-diarization-community-1": "pyannote/speaker-diarization-community-1"}
+
+
+def diarization_pipeline_dir(name: str = "speaker-diarization-community-1") -> Path:
+    """The pyannote pipeline directory (config.yaml and its sub-models): SALADCOG_DIARIZATION_DIR,
+    else the baked one. There is no fallback: the pipeline is gated and not on PyPI."""
+    override = os.environ.get("SALADCOG_DIARIZATION_DIR")
+    path = Path(override) if override else WEIGHTS_ROOT / name
+    if not (path / "config.yaml").exists():
+        where = f"SALADCOG_DIARIZATION_DIR={override}" if override else str(path)
+        raise WeightsError(f"no diarization pipeline: {where} has no config.yaml")
+    return path

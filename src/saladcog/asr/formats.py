@@ -21,21 +21,28 @@ def to_text(segments: Sequence[Segment]) -> str:
     return " ".join(segment.text.strip() for segment in segments if segment.text.strip())
 
 
-def _cues(segments: Sequence[Segment]):
-    return [s for s in segments if s.text.strip()]
+def _cues(segments: Sequence[Segment], speakers: Sequence[str] | None):
+    """(start, end, text) of each segment with text; `[SPEAKER_00] ` before the text when the
+    segments' speakers are given (one per segment), as diarizing subtitle tools write it."""
+    labels = speakers if speakers is not None else [None] * len(segments)
+    return [
+        (s.start, s.end, f"[{speaker}] {s.text.strip()}" if speaker else s.text.strip())
+        for s, speaker in zip(segments, labels, strict=True)
+        if s.text.strip()
+    ]
 
 
-def to_srt(segments: Sequence[Segment]) -> str:
+def to_srt(segments: Sequence[Segment], speakers: Sequence[str] | None = None) -> str:
     blocks = [
-        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text.strip()}\n"
-        for i, s in enumerate(_cues(segments), start=1)
+        f"{i}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{text}\n"
+        for i, (start, end, text) in enumerate(_cues(segments, speakers), start=1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(segments: Sequence[Segment]) -> str:
+def to_vtt(segments: Sequence[Segment], speakers: Sequence[str] | None = None) -> str:
     blocks = [
-        f"{timestamp(s.start, '.')} --> {timestamp(s.end, '.')}\n{s.text.strip()}\n"
-        for s in _cues(segments)
+        f"{timestamp(start, '.')} --> {timestamp(end, '.')}\n{text}\n"
+        for start, end, text in _cues(segments, speakers)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)

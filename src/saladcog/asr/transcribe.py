@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from faster_whisper import BatchedInferencePipeline
@@ -143,20 +143,25 @@ def transcribe_stream(
     detected. `name` is how errors name the file (its URL, "the uploaded audio")."""
     check_request(model, options.task, options.language)
     info = audio.probe(path, name=name)
-    clip_iter = without_silence(
-        clips(
-            audio.stream(path, SAMPLING_RATE, block_seconds=WINDOW_SECONDS, name=name),
-            SAMPLING_RATE,
-            options.clip_seconds,
-        ),
-        SAMPLING_RATE,
-    )
+    blocks = audio.stream(path, SAMPLING_RATE, block_seconds=WINDOW_SECONDS, name=name)
+    return transcribe_blocks(model, blocks, info.duration, options)
+
+
+def transcribe_blocks(
+    model: LoadedModel,
+    blocks: Iterable[np.ndarray],
+    duration: float,
+    options: TranscribeOptions = TranscribeOptions(),
+) -> tuple[Iterator[Segment], Detected]:
+    """`transcribe_stream` on 16 kHz blocks decoded already (the diarizing runner decodes a
+    file once for Whisper and pyannote); the request is the caller's to check."""
+    clip_iter = without_silence(clips(blocks, SAMPLING_RATE, options.clip_seconds), SAMPLING_RATE)
     first = next(clip_iter, None)
     if first is None:  # all silence: nothing to detect, nothing to say
         detected = Detected(
             language=options.language or ("" if model.multilingual else "en"),
             language_probability=0.0,
-            duration=round(info.duration, 3),
+            duration=round(duration, 3),
         )
         return iter(()), detected
     first_offset, first_samples = first
@@ -164,7 +169,7 @@ def transcribe_stream(
     detected = Detected(
         language=first_info.language,
         language_probability=round(float(first_info.language_probability), 4),
-        duration=round(info.duration, 3),
+        duration=round(duration, 3),
     )
 
     def generate() -> Iterator[Segment]:

@@ -19,10 +19,11 @@ from openai.types.audio import TranscriptionDiarized
 import image_harness
 from conftest import SPEECH, librivox, predict
 from test_whisper_errors import CASES as BAD_INPUTS
-from saladcog import audio
-from saladcog.client import data_uri
+from saladcog import audio, handoff
+from saladcog.cogwire import data_uri, decode_data_uri
 from saladcog.diarize.speakers import diarized_json
 from saladcog.serve import CogServer
+from door_harness import with_door
 
 REPO = Path(__file__).resolve().parents[1]
 DIARIZE_PYTHON = REPO / ".venvs" / "diarize" / "bin" / "python"
@@ -49,7 +50,9 @@ def scratch(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(community_1, scratch):
-    env = {"SALADCOG_DIARIZATION_DIR": str(community_1), "TMPDIR": str(scratch)}
+    # The door in this process hands uploads over through its own private directory.
+    env = {"SALADCOG_DIARIZATION_DIR": str(community_1), "TMPDIR": str(scratch),
+           "SALADCOG_UPLOAD_DIR": str(handoff.private_dir())}
     with CogServer("whisper-diarize", python=str(DIARIZE_PYTHON), env=env) as server:
         server.wait_ready(timeout=300)
         yield server
@@ -150,3 +153,19 @@ def test_bad_media_fails_clearly_and_leaves_nothing_behind(server, scratch, tmp_
     assert body["status"] == "failed" and message in body["error"], body.get("error")
     server.wait_ready(timeout=5)
     assert not list(scratch.glob("saladcog-waveform-*"))
+
+
+def test_the_openai_door_answers_diarized_json(server, conversation, tmp_path):
+    """The official SDK through the front door: response_format=diarized_json in OpenAI's shape,
+    speakers named A, B, …; a plain Whisper door refuses it (tests/test_openai_whisper.py)."""
+    wav = tmp_path / "conversation.wav"
+    wav.write_bytes(decode_data_uri(conversation)[1])
+
+    async def scenario(sdk, http):
+        with wav.open("rb") as f:
+            return await sdk.audio.transcriptions.create(model="whisper-1", file=f, response_format="diarized_json")
+
+    body = with_door(server.url("127.0.0.1"), scenario, model="whisper-diarize")
+    assert isinstance(body, TranscriptionDiarized)
+    assert body.segments and all(s.speaker in ("A", "B", "C") for s in body.segments)
+    assert body.text.strip()

@@ -55,6 +55,16 @@ def test_uploaded_file_is_named_as_the_caller_sent_it(whisper_server):
     assert message.startswith("the uploaded file notes.wav is not an audio or video file"), message
 
 
+def test_diarized_json_needs_a_diarizing_model(whisper_server, clips):
+    async def scenario(sdk, http):
+        with pytest.raises(openai.BadRequestError) as error, clips[0].wav.open("rb") as f:
+            await sdk.audio.transcriptions.create(model="whisper-1", file=f, response_format="diarized_json")
+        return error.value.body
+
+    body = with_door(whisper_server.url("127.0.0.1"), scenario)
+    assert body["param"] == "response_format" and "tells speakers apart" in body["message"], body
+
+
 def test_upload_over_the_limit_is_413(whisper_server):
     async def scenario(sdk, http):
         with pytest.raises(openai.APIStatusError) as error:

@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from saladcog import handoff
+from saladcog.diarize.speakers import diarized_json
 from saladcog.door import languages, sse
 from saladcog.door.errors import ApiError, bad_request
 
@@ -29,7 +30,9 @@ from saladcog.door.errors import ApiError, bad_request
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+# Answered only by a runner that tells speakers apart (predict.py:WhisperDiarize).
+DIARIZING_INPUT = "num_speakers"
 GRANULARITIES = ("word", "segment")
 # The runner's `transcription` input for each OpenAI format (subtitles are cut by the runner).
 SUBTITLES = {"srt": "srt", "vtt": "vtt"}
@@ -133,6 +136,8 @@ def render(request: TranscriptionRequest, output: dict) -> Response:
         return Response(json.dumps({"text": output["text"], "usage": _usage(output)}), media_type="application/json")
     if fmt == "verbose_json":
         return Response(json.dumps(verbose(request, output)), media_type="application/json")
+    if fmt == "diarized_json":
+        return Response(json.dumps(diarized_json(output)), media_type="application/json")
     text = output["text"] if fmt == "text" else output["transcription"]
     return Response(text.strip("\n") + "\n", media_type="text/plain; charset=utf-8")
 
@@ -195,6 +200,10 @@ async def transcribe(request: Request, task: str) -> Response:
     try:
         await door.check_model(_field(form, "model"), "transcription")
         parsed = parse_request(form, task)
+        if parsed.response_format == "diarized_json" and DIARIZING_INPUT not in await door.runner.input_schema():
+            raise bad_request(f"response_format diarized_json needs a model that tells speakers apart "
+                              f"(the whisper-diarize image); this server's model ({door.model}) does not",
+                              "response_format")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise bad_request("file is required: the audio to transcribe, as a multipart file part", "file")

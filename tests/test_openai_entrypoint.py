@@ -73,3 +73,24 @@ def test_cog_event_stream_passes_through_as_it_comes(tmp_path):
     outputs = [t for t, name in arrivals if name == "output"]
     assert arrivals[-1][1] == "completed" and len(outputs) >= 3
     assert outputs[0] - sent_at < 0.6 * (arrivals[-1][0] - sent_at)
+
+
+def test_drain_through_the_entrypoint_ends_an_async_prediction_with_a_failed_webhook(tmp_path):
+    """SIGTERM to the container in openai mode: the door drains, and a prediction still running
+    when COG_SHUTDOWN_TIMEOUT ends reaches its caller as `failed`; then all of it stops."""
+    from saladcog.webhooks import Receiver
+
+    with CogServer(ECHO_RUNNER, front_door="openai", env={"COG_SHUTDOWN_TIMEOUT": "4"}) as server, \
+            Receiver(tmp_path / "hooks.sqlite") as receiver:
+        server.wait_ready(timeout=60)
+        accepted = httpx.put(f"{server.url()}/predictions/cut-short", headers={"Prefer": "respond-async"}, json={
+            "id": "cut-short", "input": {"text": "too long", "seconds": 30}, "webhook": receiver.url})
+        assert accepted.status_code == 202
+        deadline = time.monotonic() + 10
+        while server.health() != "BUSY" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(server.process.pid, signal.SIGTERM)
+        completed = receiver.store.wait_completed("cut-short", timeout=15)
+        server.process.wait(timeout=15)
+        assert session_processes(server.process.pid) == []
+    assert completed["status"] == "failed" and "instance stopped" in completed["error"]

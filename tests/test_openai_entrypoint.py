@@ -92,5 +92,8 @@ def test_drain_through_the_entrypoint_ends_an_async_prediction_with_a_failed_web
         os.kill(server.process.pid, signal.SIGTERM)
         completed = receiver.store.wait_completed("cut-short", timeout=15)
         server.process.wait(timeout=15)
+        deadline = time.monotonic() + 5
+        while session_processes(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert session_processes(server.process.pid) == []
     assert completed["status"] == "failed" and "instance stopped" in completed["error"]

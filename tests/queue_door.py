@@ -1,5 +1,6 @@
-"""The queue route served as the front door serves it: a Starlette app with the route and the Cog
-server's httpx client at `app.state.cog`, under uvicorn on [::] (dual stack) in a thread."""
+"""Loopback HTTP servers for the queue tests: an ASGI app under uvicorn on [::] (dual stack) in a
+thread, and the queue route served as the front door serves it (the route plus the Cog server's
+httpx client at `app.state.cog`)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,32 @@ from saladcog.door.routers import queue
 from tests.queue_standin import wait_until
 
 
-class QueueDoor:
-    def __init__(self, cog_url: str):
-        self.app = Starlette(routes=queue.routes)
-        self.app.state.cog = httpx.AsyncClient(base_url=cog_url, timeout=httpx.Timeout(30))
+class ThreadServer:
+    def __init__(self, app):
+        self.app = app
         self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("::", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_until(lambda: self.server.started, 30, "the server to start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
+class QueueDoor(ThreadServer):
+    def __init__(self, cog_url: str):
+        app = Starlette(routes=queue.routes)
+        app.state.cog = httpx.AsyncClient(base_url=cog_url, timeout=httpx.Timeout(30))
+        super().__init__(app)
 
     @property
     def url(self) -> str:
@@ -33,13 +49,3 @@ class QueueDoor:
     @property
     def runs(self):
         return self.app.state.queue_runs
-
-    def __enter__(self) -> QueueDoor:
-        self.thread.start()
-        wait_until(lambda: self.server.started, 30, "the door to start")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()

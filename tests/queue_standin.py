@@ -37,6 +37,9 @@ class QueuedJob:
     rejections: int = 0
     answers: list[int] = dataclasses.field(default_factory=list)  # HTTP status per delivery
     completions: int = 0
+    metadata: dict | None = None
+    webhook: str | None = None
+    create_time: str = dataclasses.field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 class QueueService:
@@ -46,9 +49,10 @@ class QueueService:
         self.jobs: dict[str, QueuedJob] = {}
         self._pending: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
+        self.on_end: Callable[[QueuedJob], None] | None = None  # called once a job has ended
 
-    def submit(self, value: Any, job_id: str | None = None) -> str:
-        job = QueuedJob(job_id or str(uuid.uuid4()), value)
+    def submit(self, value: Any, job_id: str | None = None, **extra) -> str:
+        job = QueuedJob(job_id or str(uuid.uuid4()), value, **extra)
         with self._cond:
             self.jobs[job.id] = job
             self._pending.append(job.id)
@@ -76,6 +80,7 @@ class QueueService:
             job.status, job.output = "succeeded", output
             job.completions += 1
             self._cond.notify_all()
+        self._ended(job)
 
     def reject(self, job: QueuedJob) -> None:
         with self._cond:
@@ -86,6 +91,12 @@ class QueueService:
                 job.status = "pending"
                 self._pending.append(job.id)
             self._cond.notify_all()
+        if job.status == "failed":
+            self._ended(job)
+
+    def _ended(self, job: QueuedJob) -> None:
+        if self.on_end:
+            self.on_end(job)
 
     def wait_done(self, timeout: float) -> bool:
         """True once every job has succeeded or failed."""

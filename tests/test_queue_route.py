@@ -182,7 +182,7 @@ def test_only_loopback_callers_may_run_jobs(whisper):
     with TestClient(door.app, client=("203.0.113.7", 4000)) as http:
         r = http.post("/queue", json={"audio": "x"}, headers={"Salad-Job-Id": "outside"})
     assert r.status_code == 403 and "loopback" in r.json()["error"]
-    door.sock.close()
+    door.sock.close()  # never started
 
 
 def test_worker_killed_mid_job_is_retried_and_succeeds_on_the_next_delivery(speech_jobs, tmp_path):

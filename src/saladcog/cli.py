@@ -3,6 +3,7 @@
     saladcog serve whisper --port 5000     # foreground, on [::] (dual stack), until Ctrl-C
     saladcog demo                          # serve, transcribe a bundled clip over [::1], stop
     saladcog salad create examples/salad/whisper-large-v3.json --organization O --project P
+    saladcog queue run transcripts talks/ --out results/ --storage s3://bucket/in/ --organization O --project P
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import sys
 
 from saladcog import client_cli, salad
+from saladcog.queue import cli as queue_cli
 from saladcog.client import Client
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
 
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     salad.add_subcommand(sub)
     client_cli.add_commands(sub)  # predict, batch, receive
+    queue_cli.add_subcommand(sub)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 from salad_cloud_sdk import SaladCloudSdk
 from salad_cloud_sdk.models import QueueJobPrototype, QueuePrototype
+from salad_cloud_sdk.net.environment import Environment
 
 from saladcog.queue.state import FINAL, Entry, State
 from saladcog.storage import Location, Storage
@@ -37,21 +39,35 @@ MAX_RESULT_BYTES = 1 << 30
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".webm", ".mp4", ".mkv", ".mov", ".aac", ".wma"}
 
 
+@dataclasses.dataclass(frozen=True)
+class JobView:
+    id: str
+    status: str  # pending | running | succeeded | cancelled | failed
+    output: object = None
+
+
 @dataclasses.dataclass
 class QueueApi:
-    """The SaladCloud API's queue calls for one project, through salad-cloud-sdk."""
+    """The SaladCloud API's queue calls for one project, through salad-cloud-sdk.
+
+    Jobs that carry a webhook are created and read with httpx instead: salad-cloud-sdk 0.9.0a17's
+    QueueJob model checks a job's `webhook` against a timestamp pattern, so reading any job that
+    has a webhook URL raises ValueError (seen against the API stand-in, which answers as the
+    SDK's own request model describes)."""
 
     sdk: SaladCloudSdk
     organization: str
     project: str
+    api_key: str = ""
+    base_url: str = Environment.DEFAULT.url
 
     @classmethod
     def from_env(cls, organization: str, project: str, environ=os.environ) -> QueueApi:
         api_key = environ.get("SALAD_API_KEY")
         if not api_key:
             raise ValueError("set SALAD_API_KEY to your SaladCloud API key")
-        return cls(SaladCloudSdk(api_key=api_key, base_url=environ.get("SALAD_API_URL") or None),
-                   organization, project)
+        base_url = environ.get("SALAD_API_URL") or Environment.DEFAULT.url
+        return cls(SaladCloudSdk(api_key=api_key, base_url=base_url), organization, project, api_key, base_url)
 
     def _where(self, queue: str | None = None) -> dict:
         where = {"organization_name": self.organization, "project_name": self.project}
@@ -61,15 +77,28 @@ class QueueApi:
         body = QueuePrototype(name=name, display_name=name, description=description)
         return self.sdk.queues.create_queue(request_body=body, **self._where())
 
-    def queue_length(self, name: str) -> int | None:
-        return getattr(self.sdk.queues.get_queue(**self._where(name)), "current_queue_length", None)
-
     def create_job(self, queue: str, value: dict, metadata: dict, webhook: str | None = None) -> str:
-        body = QueueJobPrototype(input=value, metadata=metadata, **({"webhook": webhook} if webhook else {}))
+        if webhook:
+            body = {"input": value, "metadata": metadata, "webhook": webhook}
+            return self._jobs_call("POST", queue, "", body)["id"]
+        body = QueueJobPrototype(input=value, metadata=metadata)
         return self.sdk.queues.create_queue_job(request_body=body, **self._where(queue)).id_
 
-    def get_job(self, queue: str, job_id: str):
-        return self.sdk.queues.get_queue_job(queue_job_id=job_id, **self._where(queue))
+    def get_job(self, queue: str, job_id: str, has_webhook: bool = False) -> JobView:
+        if has_webhook:
+            job = self._jobs_call("GET", queue, f"/{job_id}")
+            return JobView(job["id"], job["status"], job.get("output"))
+        job = self.sdk.queues.get_queue_job(queue_job_id=job_id, **self._where(queue))
+        return JobView(job.id_, getattr(job.status, "value", job.status), getattr(job, "output", None))
+
+    def _jobs_call(self, method: str, queue: str, path: str, body: dict | None = None) -> dict:
+        url = (f"{self.base_url}/organizations/{self.organization}/projects/{self.project}"
+               f"/queues/{queue}/jobs{path}")
+        response = httpx.request(method, url, json=body, headers={"Salad-Api-Key": self.api_key}, timeout=60)
+        if response.status_code >= 300:
+            raise RuntimeError(f"SaladCloud API: {method} {url} answered HTTP {response.status_code}:"
+                               f" {response.text[:300]}")
+        return response.json()
 
 
 @dataclasses.dataclass
@@ -156,8 +185,8 @@ class QueueRun:
         for entry in self.state.entries.values():
             if entry.status in FINAL or entry.job_id is None:
                 continue
-            job = self.api.get_job(self.queue, entry.job_id)
-            status = job.status.value if hasattr(job.status, "value") else str(job.status)
+            job = self.api.get_job(self.queue, entry.job_id, has_webhook=bool(self.webhook))
+            status = job.status
             if status == "succeeded":
                 self._collect(entry, job.output)
             elif status in ("failed", "cancelled"):

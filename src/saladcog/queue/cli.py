@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -37,8 +38,12 @@ def _start_receiver(run: QueueRun, port: int) -> uvicorn.Server:
     if not secret:
         raise ValueError("--webhook-url needs SALAD_WEBHOOK_SECRET (your organization's webhook secret key)")
     app = receiver_app(Verifier(secret), run.hints.put)
-    server = uvicorn.Server(uvicorn.Config(app, host="::", port=port, log_level="warning", lifespan="off"))
-    threading.Thread(target=server.run, daemon=True).start()
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)  # [::] and 0.0.0.0 both
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("::", port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     return server
 
 

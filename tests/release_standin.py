@@ -8,7 +8,8 @@ import hashlib
 import http.server
 import io
 import tarfile
-import threading
+
+from hub_standin import LoopbackServer
 
 ASSET = "salad-http-job-queue-worker_x86_64.tar.gz"
 BINARY = "salad-http-job-queue-worker"
@@ -25,29 +26,14 @@ def tarball(content: bytes = STANDIN_BINARY) -> bytes:
     return buffer.getvalue()
 
 
-class ReleaseStandin:
-    """`with ReleaseStandin("v0.6.0") as release: release.base` (the releases/download URL)."""
+class ReleaseStandin(LoopbackServer):
+    """`with ReleaseStandin("v0.6.0") as release: release.endpoint` (the releases/download URL)."""
 
     def __init__(self, tag: str, port: int = 0, data: bytes | None = None, published_sha256: str | None = None):
         data = tarball() if data is None else data
         digest = published_sha256 or hashlib.sha256(data).hexdigest()
         self.files = {f"/{tag}/{ASSET}": data, f"/{tag}/{ASSET}.sha256": f"{digest}  {ASSET}\n".encode()}
-        self.served: list[str] = []
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> ReleaseStandin:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        super().__init__(self._handler(), port)
 
     def _handler(self):
         release = self
@@ -61,7 +47,6 @@ class ReleaseStandin:
                 if body is None:
                     self.send_error(404)
                     return
-                release.served.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

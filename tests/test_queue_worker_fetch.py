@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.release_standin import BINARY, STANDIN_BINARY, ReleaseStandin, tarball
+from release_standin import BINARY, STANDIN_BINARY, ReleaseStandin, tarball
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["cog.yaml", "cog-whisper-turbo.yaml", "cog-distil-whisper.yaml", "cog-openvoice.yaml", "cog-metavoice.yaml"]
@@ -29,7 +29,7 @@ def worker_step(config: str) -> str:
 
 
 def run_step(release: ReleaseStandin, dest: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SALADCOG_QUEUE_WORKER_RELEASES": release.base, "SALADCOG_QUEUE_WORKER_DIR": str(dest)}
+    env = {**os.environ, "SALADCOG_QUEUE_WORKER_RELEASES": release.endpoint, "SALADCOG_QUEUE_WORKER_DIR": str(dest)}
     command = worker_step("cog.yaml")
     assert command.startswith('python -c "') and command.endswith('"')
     return subprocess.run([sys.executable, "-c", command[len('python -c "'):-1]], env=env, capture_output=True,

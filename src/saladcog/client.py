@@ -181,24 +181,23 @@ def decode_data_uri(uri: str) -> tuple[str, bytes]:
     return mime, data
 
 
+def data_uris(output: Any) -> list[str]:
+    """Every data-URI file in a prediction's output (Cog's file outputs), in order."""
+    if isinstance(output, str):
+        return [output] if output.startswith("data:") else []
+    if isinstance(output, list):
+        return [uri for value in output for uri in data_uris(value)]
+    if isinstance(output, dict):
+        return [uri for value in output.values() for uri in data_uris(value)]
+    return []
+
+
 def write_files(output: Any, dest: Path) -> Any:
     """Write every data-URI file in `output` next to `dest` and put the paths in their place.
 
     One file goes to `dest` itself; several go to `dest`'s stem plus an index (out.0.wav, …),
     each with the extension of its MIME type when `dest` has none."""
-    uris: list[str] = []
-
-    def collect(value):
-        if isinstance(value, str) and value.startswith("data:"):
-            uris.append(value)
-        elif isinstance(value, list):
-            for v in value:
-                collect(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                collect(v)
-
-    collect(output)
+    uris = data_uris(output)
     paths: dict[int, Path] = {}
     for index, uri in enumerate(uris):
         mime, data = decode_data_uri(uri)

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from saladcog.client import ClientError, decode_data_uri, error_text, runner_message
+from saladcog.client import ClientError, data_uris, decode_data_uri, error_text, runner_message
 from saladcog.storage import Storage, StorageError
 
 # The queue refuses a job output over 10 MB; the smaller reading of "MB" keeps us under either.
@@ -208,7 +208,7 @@ class Outputs:
         return cls(Storage.from_url(url) if url else None)
 
     async def place(self, job: Job, result: dict[str, Any]) -> Answer:
-        uris = _data_uris(result["output"])
+        uris = list(dict.fromkeys(data_uris(result["output"])))  # each file once
         target = "storage" if self.storage else "put_url" if job.output_put_url else None
         if uris and target:
             if target == "put_url" and len(uris) > 1:
@@ -247,24 +247,6 @@ class Outputs:
 def _extension(mime: str) -> str:
     return {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3"}.get(
         mime, mimetypes.guess_extension(mime) or ".bin")
-
-
-def _data_uris(value) -> list[str]:
-    """Every file in an output (Cog sends files as data URIs), each once, in order."""
-    found: dict[str, None] = {}
-
-    def walk(v):
-        if isinstance(v, str) and v.startswith("data:"):
-            found[v] = None
-        elif isinstance(v, list):
-            for item in v:
-                walk(item)
-        elif isinstance(v, dict):
-            for item in v.values():
-                walk(item)
-
-    walk(value)
-    return list(found)
 
 
 def _replace(value, urls: dict[str, str]):

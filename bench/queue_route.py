@@ -5,7 +5,8 @@ name would shadow the standard library's `queue` for scripts in bench/).
 
 1. Cost per job: the same --clip-seconds clip (LibriVox speech, served over HTTP on loopback)
    transcribed by the real Cog server (tiny.en) directly (`PUT /predictions/{id}`) and through the
-   queue route (`POST /queue` with a Salad-Job-Id, as the worker binary sends it), alternating,
+   queue route (`POST /queue` with a Salad-Job-Id, as the worker binary sends it) served by a
+   process of its own (bench/queue_door_app.py under uvicorn, as in an image), alternating,
    --rounds times each; the ratio of the medians (goal <= 1.02).
 2. 30 mixed jobs through the stand-in queue service and worker (tests/queue_standin.py): 24 speech
    jobs of 3 s to 200 s, 2 non-audio inputs, 1 empty input on the Whisper instance, and 3 speech
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "tests")]
 
-from saladcog.serve import CogServer  # noqa: E402
+from saladcog.serve import CogServer, free_port  # noqa: E402
 from tests.aws_standin import AwsStandIn  # noqa: E402
 from tests.conftest import librivox  # noqa: E402
 from tests.openvoice_fixtures import server_env, write_all  # noqa: E402
@@ -50,7 +52,25 @@ def speech(seconds: float) -> np.ndarray:
     return np.tile(one, int(seconds * 16000 // len(one)) + 1)[: int(seconds * 16000)]
 
 
-def cost_per_job(whisper: CogServer, door: QueueDoor, url: str, rounds: int) -> dict:
+def door_process(cog_url: str) -> subprocess.Popen:
+    port = free_port()
+    env = {**os.environ, "COG_URL": cog_url, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "queue_door_app:create", "--app-dir",
+                                str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port), "--log-level",
+                                "warning"], env=env)
+    process.url = f"http://127.0.0.1:{port}/queue"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(process.url, timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the queue door process did not start")
+
+
+def cost_per_job(whisper: CogServer, door_url: str, url: str, rounds: int) -> dict:
     direct, queued = [], []
     with httpx.Client(timeout=None) as http:
         for _ in range(rounds):
@@ -59,7 +79,7 @@ def cost_per_job(whisper: CogServer, door: QueueDoor, url: str, rounds: int) -> 
             direct.append(time.perf_counter() - started)
             assert r.json()["status"] == "succeeded", r.text[:300]
             started = time.perf_counter()
-            r = http.post(door.url, json={"input": {"audio": url}}, headers={"Salad-Job-Id": str(uuid.uuid4())})
+            r = http.post(door_url, json={"input": {"audio": url}}, headers={"Salad-Job-Id": str(uuid.uuid4())})
             queued.append(time.perf_counter() - started)
             assert r.json()["status"] == "succeeded", r.text[:300]
     return {"direct_median_s": statistics.median(direct), "queue_median_s": statistics.median(queued),
@@ -110,6 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clip-seconds", type=float, default=60.0)
+    parser.add_argument("--cost-only", action="store_true", help="only the cost per job")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-queue-") as scratch, AwsStandIn(Path(scratch)) as aws:
         folder = Path(scratch) / "served"
@@ -121,11 +142,16 @@ def main() -> int:
                 CogServer("whisper", env=LOOPBACK_FETCH) as whisper:
             base = f"http://127.0.0.1:{files.port}"
             whisper.wait_ready(180)
-            with QueueDoor(whisper.url("127.0.0.1")) as door:
-                cost = cost_per_job(whisper, door, f"{base}/clip.wav", args.rounds)
-                print(json.dumps({"cost_per_job": cost}), flush=True)
-                mixed = mixed_jobs(whisper, door, base, folder)
-                print(json.dumps({"mixed_jobs": mixed}), flush=True)
+            door = door_process(whisper.url("127.0.0.1"))
+            try:
+                cost = cost_per_job(whisper, door.url, f"{base}/clip.wav", args.rounds)
+            finally:
+                door.terminate()
+                door.wait(10)
+            print(json.dumps({"cost_per_job": cost}), flush=True)
+            if not args.cost_only:
+                with QueueDoor(whisper.url("127.0.0.1")) as door:
+                    print(json.dumps({"mixed_jobs": mixed_jobs(whisper, door, base, folder)}), flush=True)
     return 0
 
 

@@ -147,6 +147,28 @@ def test_a_job_delivered_again_while_running_does_not_start_twice(whisper, whisp
     assert len(starts) == 1  # coglet's own log: one prediction started for the job
 
 
+def test_a_job_arriving_while_cog_is_busy_waits_for_the_slot(whisper, whisper_door, speech_jobs):
+    """coglet answers 409 while its one slot is taken, and for a moment after it answers: the
+    route waits for the slot instead of spending one of the job's few retries."""
+    inputs, _ = speech_jobs[5]  # one copy of the clips: ~25 s of speech
+
+    async def busy_then_job():
+        async with httpx.AsyncClient(timeout=None) as http:
+            other = asyncio.create_task(http.put(f"{whisper.url('127.0.0.1')}/predictions/someone-else",
+                                                 json={"input": inputs}))
+            await asyncio.to_thread(wait_until, lambda: not ready(whisper.port), 60, "the other prediction")
+            job = await http.post(whisper_door.url, json={"input": inputs}, headers={"Salad-Job-Id": "while-busy"})
+            # Back to back, as the worker sends them: each lands in coglet's slot-release moment.
+            more = [await http.post(whisper_door.url, json={"input": speech_jobs[1][0]},
+                                    headers={"Salad-Job-Id": f"back-to-back-{i}"}) for i in range(4)]
+            return await other, job, more
+
+    other, job, more = asyncio.run(busy_then_job())
+    assert other.json()["status"] == "succeeded"
+    assert (job.status_code, job.json()["status"]) == (200, "succeeded")
+    assert [(r.status_code, r.json()["status"]) for r in more] == [(200, "succeeded")] * 4
+
+
 def test_bad_requests_get_clear_final_answers_and_the_server_stays_ready(whisper, whisper_door, speech_jobs):
     url = whisper_door.url
     r = httpx.post(url, content=b"{not json", headers={"Salad-Job-Id": "bad-1"}, timeout=30)

@@ -32,6 +32,7 @@ import json
 import mimetypes
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +50,11 @@ MAX_INPUT_BYTES = int(os.environ.get("SALADCOG_QUEUE_MAX_INPUT_BYTES", 16 << 20)
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Cog's words for a failure of the instance rather than of the input.
 INSTANCE_FAILURES = re.compile(r"Worker crashed|MemoryError|OutOfMemoryError|out of memory|CUDA error", re.I)
+# coglet frees its one slot just after it answers, so a job sent right after the last one can
+# get 409 (seen in bench/queue_route.py: 1 job in 30). Another caller may also hold the slot.
+# Wait this long for it (the queue's retries are few) before handing the job back.
+BUSY_WAIT_S = 30.0
+BUSY_POLL_S = 0.2
 # Keys of a job besides `input` that the door reads itself.
 JOB_OPTIONS = ("output_put_url",)
 
@@ -138,10 +144,17 @@ async def health(cog: httpx.AsyncClient) -> str:
 
 async def predict(cog: httpx.AsyncClient, job: Job, outputs: Outputs) -> Answer:
     """Run the job as prediction `job.id` (sync PUT: no deadline, as the worker sets none)."""
-    try:
-        response = await cog.put(f"/predictions/{job.id}", json={"input": job.inputs}, timeout=None)
-    except httpx.TransportError as e:
-        return retry(f"the Cog server does not answer ({e})")
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while True:
+        try:
+            response = await cog.put(f"/predictions/{job.id}", json={"input": job.inputs}, timeout=None)
+        except httpx.TransportError as e:
+            return retry(f"the Cog server does not answer ({e})")
+        if response.status_code != 409 or time.monotonic() >= deadline:
+            break
+        if await health(cog) not in ("READY", "BUSY"):
+            break
+        await asyncio.sleep(BUSY_POLL_S)
     if response.status_code == 422:
         return failed(f"invalid input: {error_text(response.content)}")
     if response.status_code == 409:
@@ -149,7 +162,7 @@ async def predict(cog: httpx.AsyncClient, job: Job, outputs: Outputs) -> Answer:
         state = await health(cog)
         if state in ("UNHEALTHY", "DEFUNCT", "SETUP_FAILED"):
             return retry(f"the Cog server is {state}")
-        return retry("the Cog server is busy with another prediction", 429)
+        return retry(f"the Cog server stayed busy with another prediction for {BUSY_WAIT_S:.0f} s", 429)
     if response.status_code not in (200, 201):
         # 202: a prediction with this id runs without this door knowing it (no way to wait for it).
         return retry(f"the Cog server answered HTTP {response.status_code}: {error_text(response.content)}")

@@ -39,7 +39,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from saladcog.client import ClientError, data_uris, decode_data_uri, error_text, runner_message
+from saladcog.client import ClientError, data_uris, decode_data_uri
+from saladcog.client import error_text, runner_message  # Cog's error format (to saladcog.cogwire)
 from saladcog.storage import Storage, StorageError
 
 # The queue refuses a job output over 10 MB; the smaller reading of "MB" keeps us under either.

@@ -99,6 +99,16 @@ def test_submit_collect_and_run_again_nothing_resubmitted_nothing_lost(api, whis
     assert api.job_creations == 6
 
 
+def test_local_files_without_storage_are_refused_in_one_line(api, env, tmp_path, capsys):
+    folder = tmp_path / "talks"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(librivox()[0].wav.read_bytes())
+    assert main(["queue", "create", "refusals", *WHERE]) == 0
+    assert main(["queue", "run", "refusals", str(folder), "--out", str(tmp_path / "out"), *WHERE]) == 2
+    assert "local files need --storage" in capsys.readouterr().err
+    assert api.service("refusals").jobs == {}
+
+
 @pytest.fixture
 def receiver():
     seen: list[str] = []

@@ -20,13 +20,27 @@ import uvicorn
 
 from saladcog.queue.batch import QueueApi, QueueRun, show_on_terminal
 from saladcog.queue.webhooks import Verifier, receiver_app
-from saladcog.storage import Storage
+from saladcog.storage import Storage, StorageError
 
 
 def _api(args) -> QueueApi:
     return QueueApi.from_env(args.organization, args.project)
 
 
+def _said(command):
+    """A refusal the user can act on (no API key, no storage for local files, …): one line, exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ValueError, StorageError) as e:
+            print(f"saladcog queue: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_said
 def cmd_create(args: argparse.Namespace) -> int:
     queue = _api(args).create_queue(args.name)
     print(f"created queue {queue.name} ({queue.id_})")
@@ -47,6 +61,7 @@ def _start_receiver(run: QueueRun, port: int) -> uvicorn.Server:
     return server
 
 
+@_said
 def cmd_run(args: argparse.Namespace) -> int:
     storage = Storage.from_url(args.storage) if args.storage else None
     inputs = json.loads(args.inputs) if args.inputs else {}

@@ -182,7 +182,8 @@ async def predict(cog: httpx.AsyncClient, job: Job, outputs: Outputs) -> Answer:
     error = str(prediction.get("error") or "")
     if status == "failed" and not INSTANCE_FAILURES.search(error):
         state = await health(cog)
-        if state == "READY":
+        # BUSY too: coglet may not have freed its slot yet just after it answered (seen here).
+        if state in ("READY", "BUSY"):
             return failed(runner_message(error) or "the prediction failed without a message")
         return retry(f"the prediction failed and the Cog server is now {state or 'not answering'}: {error}")
     return retry(f"the prediction ended {status}: {error}")

@@ -15,20 +15,18 @@ from pathlib import Path
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-class HubStandin:
-    """`with HubStandin({"Systran/faster-whisper-large-v3": folder}) as hub: hub.endpoint`."""
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 for the life of a `with` block."""
 
-    def __init__(self, repos: dict[str, Path], port: int = 0):
-        self.repos = {name: Path(folder) for name, folder in repos.items()}
-        self.downloads: list[str] = []  # "repo/file" for every file body served
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+    def __init__(self, handler, port: int = 0):
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> HubStandin:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -36,6 +34,15 @@ class HubStandin:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class HubStandin(LoopbackServer):
+    """`with HubStandin({"Systran/faster-whisper-large-v3": folder}) as hub: hub.endpoint`."""
+
+    def __init__(self, repos: dict[str, Path], port: int = 0):
+        self.repos = {name: Path(folder) for name, folder in repos.items()}
+        self.downloads: list[str] = []  # "repo/file" for every file body served
+        super().__init__(self._handler(), port)
 
     def files(self, repo: str) -> list[Path]:
         root = self.repos[repo]

@@ -9,7 +9,9 @@ No Docker daemon, Cog CLI or image registry is reachable here, so:
   Debian) on stand-ins for the images it names: Cog's base image is a Debian bookworm with Python
   3.11 made by mmdebstrap, uv's image holds the uv binaries from the uv wheel on PyPI;
 - the base stand-in points HF_ENDPOINT at a Hugging Face Hub stand-in on a fixed loopback port
-  (tests/hub_standin.py), so the image's own weights step runs unchanged;
+  (tests/hub_standin.py), so the image's own weights step runs unchanged, and
+  SALADCOG_QUEUE_WORKER_RELEASES at a stand-in of the queue worker's release
+  (tests/release_standin.py);
 - `buildah run` (chroot, host network) runs the image's filesystem and command: `podman run`
   cannot set rlimits in this sandbox.
 
@@ -39,6 +41,9 @@ STORE = Path(os.environ.get("SALADCOG_IMAGE_STORE", "/var/tmp/saladcog-images"))
 # and rebuild every layer.
 HUB_PORT = 47831
 HUB_ENDPOINT = f"http://127.0.0.1:{HUB_PORT}"
+# Likewise for the stand-in of the job-queue worker's GitHub release (tests/release_standin.py).
+QUEUE_WORKER_PORT = 47832
+QUEUE_WORKER_RELEASES = f"http://127.0.0.1:{QUEUE_WORKER_PORT}"
 DEBIAN = "localhost/saladcog-standin-debian:bookworm-tini"
 TOOLS = ("podman", "buildah", "mmdebstrap")
 # podman and buildah share one store; vfs, because overlay mounts are not available here.
@@ -84,6 +89,12 @@ def image_exists(name: str) -> bool:
     return subprocess.run(["podman", *STORAGE, "image", "exists", name], timeout=60).returncode == 0
 
 
+def _has_env(name: str, variable: str) -> bool:
+    """Whether a stand-in built by an earlier version of this harness already sets `variable`."""
+    env = podman("image", "inspect", "--format", "{{json .Config.Env}}", name)
+    return any(item.startswith(f"{variable}=") for item in json.loads(env or "[]") or [])
+
+
 @dataclass
 class Generated:
     """What Cog's generator says `cog build -f config` builds."""
@@ -116,7 +127,8 @@ def base_images(dockerfile: str) -> list[str]:
 
 def make_standin(name: str, workdir: Path) -> None:
     """A local image under `name`: Cog's Python base (r8.im/cog-base:…) or uv's image."""
-    if image_exists(name):
+    is_base = name.startswith("r8.im/cog-base:")
+    if image_exists(name) and (not is_base or _has_env(name, "SALADCOG_QUEUE_WORKER_RELEASES")):
         return
     folder = workdir / re.sub(r"[^A-Za-z0-9.-]+", "_", name)
     folder.mkdir(parents=True)
@@ -142,6 +154,7 @@ def make_standin(name: str, workdir: Path) -> None:
             "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
             "ENV UV_NATIVE_TLS=1\n"
             f"ENV HF_ENDPOINT={HUB_ENDPOINT}\n"
+            f"ENV SALADCOG_QUEUE_WORKER_RELEASES={QUEUE_WORKER_RELEASES}\n"
             # Cog's base images carry tini at /sbin/tini as their ENTRYPOINT (Cog's base image
             # generator starts with the same steps as its CUDA Dockerfile, which install it).
             "RUN ln -s /usr/bin/tini /sbin/tini\n"

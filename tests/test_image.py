@@ -19,6 +19,7 @@ import pytest
 import image_harness
 from conftest import normalize
 from hub_standin import HubStandin
+from release_standin import BINARY, STANDIN_BINARY, ReleaseStandin
 from saladcog import salad, weights
 from saladcog.client import data_uri
 from saladcog.serve import free_port
@@ -37,7 +38,8 @@ def image():
                    "(scripts/setup.sh does) and put cog-static (../shared/tools) or the cog CLI on PATH")
         image_harness.skip_or_fail(message)
     tiny = weights.embedded_default()
-    with HubStandin({"Systran/faster-whisper-large-v3": tiny}, port=image_harness.HUB_PORT):
+    with HubStandin({"Systran/faster-whisper-large-v3": tiny}, port=image_harness.HUB_PORT), \
+            ReleaseStandin("v0.6.0", port=image_harness.QUEUE_WORKER_PORT):
         image_harness.build("cog.yaml", IMAGE)
     return IMAGE
 
@@ -53,6 +55,9 @@ def test_the_weights_step_baked_the_configs_repository(image):
         mount = Path(image_harness.buildah("mount", container).strip())
         baked = sha256((mount / "weights/whisper-large-v3/model.bin").read_bytes())
         assert (mount / "src/.cog/openapi_schema.json").is_file()
+        # The job-queue worker step installed the binary the release stand-in served.
+        worker = mount / "usr/local/bin" / BINARY
+        assert worker.read_bytes() == STANDIN_BINARY and worker.stat().st_mode & 0o111
     finally:
         image_harness.buildah("rm", container)
     assert baked == sha256((weights.embedded_default() / "model.bin").read_bytes())

@@ -24,11 +24,15 @@ def test_every_group_is_gateway_ready_for_a_cog_server(path):
     body = json.loads(path.read_text())
     # The SDK accepts it back (its validators: name pattern, probe and resource bounds).
     assert salad.to_json(salad.from_json(body)) == body
-    net = body["networking"]
-    assert (net["port"], net["protocol"], net["single_connection_limit"]) == (5000, "http", True)
     container = body["container"]
     assert container["environment_variables"]["PORT"] == "5000"
-    assert container["resources"]["gpu_classes"] and body["replicas"] >= 2
+    if path.stem.endswith("-queue"):
+        assert_queue_group(body)
+    else:
+        net = body["networking"]
+        assert (net["port"], net["protocol"], net["single_connection_limit"]) == (5000, "http", True)
+        assert body["replicas"] >= 2
+    assert container["resources"]["gpu_classes"]
     ready = body["readiness_probe"]["exec"]["command"]
     alive = body["liveness_probe"]["exec"]["command"]
     assert body["startup_probe"]["exec"]["command"] == ready
@@ -44,6 +48,35 @@ def test_every_group_is_gateway_ready_for_a_cog_server(path):
         assert command[:5] == ["/sbin/tini", "--", "sh", "-c", (REPO / "ipv6_entrypoint.sh").read_text()]
     else:
         assert command == ["/sbin/tini", "--", "/src/ipv6_entrypoint.sh"]
+
+
+def assert_queue_group(body: dict) -> None:
+    """Jobs reach the front door's queue route from the worker binary; no gateway; from zero."""
+    env = body["container"]["environment_variables"]
+    assert (env["COG_IPV6_MODE"], env["SALADCOG_JOB_QUEUE"]) == ("openai", "1")
+    connection = body["queue_connection"]
+    assert (connection["path"], connection["port"]) == ("/queue", 5000) and connection["queue_name"]
+    scaler = body["queue_autoscaler"]
+    assert scaler["min_replicas"] == 0 and 1 <= scaler["max_replicas"] <= 500
+    assert 1 <= scaler["desired_queue_length"] <= 100 and 15 <= scaler["polling_period"] <= 1800
+    assert "networking" not in body
+    # Jobs are pulled only while this passes: READY, read from /health-check's body.
+    assert body["readiness_probe"]["exec"]["command"][1].endswith("probe.py")
+
+
+def test_queue_examples_cover_every_image_family():
+    images = {json.loads(p.read_text())["container"]["image"].rsplit("/", 1)[1].split(":")[0]
+              for p in EXAMPLES.glob("*-queue.json")}
+    assert images == {"saladcog-whisper", "saladcog-openvoice", "saladcog-metavoice"}
+
+
+def test_create_queue_turns_any_example_into_a_queue_group():
+    body = json.loads((EXAMPLES / "distil-whisper.json").read_text())
+    queued = salad.with_queue(body, "long-talks")
+    assert_queue_group(queued)
+    assert queued["queue_connection"]["queue_name"] == "long-talks"
+    assert salad.to_json(salad.from_json(queued)) == queued
+    assert "networking" in body  # input untouched
 
 
 def test_gpu_class_names_resolve_to_ids_and_unknown_names_are_named():

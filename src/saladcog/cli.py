@@ -4,6 +4,7 @@
     saladcog demo                          # serve, transcribe a bundled clip over [::1], stop
     saladcog salad create examples/salad/whisper-large-v3.json --organization O --project P
     saladcog worker submit|status|collect|run   # the SQS/S3 batch node (docs/worker.md)
+    saladcog queue run transcripts talks/ --out results/ --storage s3://bucket/in/ --organization O --project P
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import sys
 
 from saladcog import client_cli, salad
+from saladcog.queue import cli as queue_cli
 from saladcog.client import Client
 from saladcog.serve import REPO_ROOT, RUNNERS, CogServer, ServerError
 from saladcog.worker import cli as worker_cli
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     salad.add_subcommand(sub)
     client_cli.add_commands(sub)  # predict, batch, receive
     worker_cli.add_subcommand(sub)  # worker run, submit, status, collect
+    queue_cli.add_subcommand(sub)
 
     args = parser.parse_args(argv)
     return args.func(args)

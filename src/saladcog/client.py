@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from saladcog.cogwire import WEBHOOK_EVENTS as EVENTS
-from saladcog.cogwire import data_uri, decode_data_uri, error_text, runner_message
+from saladcog.cogwire import data_uri, data_uris, decode_data_uri, error_text, runner_message
 
 # The gateway answers 524 when the container has not answered within 100 s.
 GATEWAY_TIMEOUT_SECONDS = 100.0
@@ -158,19 +158,7 @@ def write_files(output: Any, dest: Path) -> Any:
 
     One file goes to `dest` itself; several go to `dest`'s stem plus an index (out.0.wav, …),
     each with the extension of its MIME type when `dest` has none."""
-    uris: list[str] = []
-
-    def collect(value):
-        if isinstance(value, str) and value.startswith("data:"):
-            uris.append(value)
-        elif isinstance(value, list):
-            for v in value:
-                collect(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                collect(v)
-
-    collect(output)
+    uris = data_uris(output)
     paths: dict[int, Path] = {}
     for index, uri in enumerate(uris):
         try:

@@ -15,6 +15,7 @@ import json
 import mimetypes
 import re
 from pathlib import Path
+from typing import Any
 
 STARTING, PROCESSING = "starting", "processing"
 SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
@@ -65,3 +66,14 @@ def decode_data_uri(uri: str) -> tuple[str, bytes]:
     except binascii.Error as e:
         raise ValueError(f"data URI with bad base64: {e}") from e
     return mime, data
+
+
+def data_uris(output: Any) -> list[str]:
+    """Every data-URI file in a prediction's output (Cog's file outputs), in order."""
+    if isinstance(output, str):
+        return [output] if output.startswith("data:") else []
+    if isinstance(output, list):
+        return [uri for value in output for uri in data_uris(value)]
+    if isinstance(output, dict):
+        return [uri for value in output.values() for uri in data_uris(value)]
+    return []

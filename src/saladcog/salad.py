@@ -26,12 +26,14 @@ from salad_cloud_sdk.models import (
     ContainerGroupCreationRequest,
     ContainerGroupLivenessProbe,
     ContainerGroupProbeExec,
+    ContainerGroupQueueConnection,
     ContainerGroupReadinessProbe,
     ContainerGroupStartupProbe,
     ContainerNetworkingProtocol,
     ContainerRestartPolicy,
     CreateContainerGroupNetworking,
     CreateContainerResourceRequirements,
+    QueueBasedAutoscalerConfiguration,
     TheContainerGroupNetworkingLoadBalancer,
 )
 
@@ -80,13 +82,24 @@ class GroupConfig:
     env: dict[str, str] = field(default_factory=dict)
     # Model loading: allow this long before the startup probe gives up on a node.
     startup_seconds: int = 900
+    # A SaladCloud job queue to take jobs from (docs/queue.md): no gateway, the worker binary
+    # beside the server, and the group scaled with the queue's length, from zero.
+    queue: str | None = None
+
+
+# How a queue group connects and scales: jobs go to the front door's queue route on the Cog port;
+# one job per instance at a time, so the autoscaler aims at 2 waiting jobs per instance.
+QUEUE_PATH = "/queue"
+QUEUE_ENV = {"COG_IPV6_MODE": "openai", "SALADCOG_JOB_QUEUE": "1"}
+QUEUE_AUTOSCALER = {"min_replicas": 0, "max_replicas": 10, "desired_queue_length": 2, "polling_period": 30,
+                    "max_upscale_per_minute": 5, "max_downscale_per_minute": 2}
 
 
 def build_request(config: GroupConfig, gpu_ids: dict[str, str] | None = None) -> ContainerGroupCreationRequest:
     """The creation request. `gpu_ids` maps GPU class names to SaladCloud ids; without it the names
     are kept (the example files), and `create` resolves them."""
     gpu_classes = [gpu_ids[name] for name in config.gpu_classes] if gpu_ids is not None else list(config.gpu_classes)
-    env = {"PORT": str(config.port), "COG_IPV6_MODE": "auto", **config.env}
+    env = {"PORT": str(config.port), "COG_IPV6_MODE": "auto", **(QUEUE_ENV if config.queue else {}), **config.env}
     container = ContainerConfiguration(
         image=config.image,
         resources=CreateContainerResourceRequirements(
@@ -103,6 +116,17 @@ def build_request(config: GroupConfig, gpu_ids: dict[str, str] | None = None) ->
     alive = ContainerGroupProbeExec(command=[*config.probe, "--liveness", *port_args])
     # Salad allows at most 20 failures: spread the startup allowance over 20 periods (>= 10 s).
     period = max(10, -(-config.startup_seconds // 20))
+    queue = {} if not config.queue else {
+        "queue_connection": ContainerGroupQueueConnection(path=QUEUE_PATH, port=config.port, queue_name=config.queue),
+        "queue_autoscaler": QueueBasedAutoscalerConfiguration(**QUEUE_AUTOSCALER),
+    }
+    networking = {} if config.queue else {"networking": CreateContainerGroupNetworking(
+        auth=False,
+        port=config.port,
+        protocol=ContainerNetworkingProtocol.HTTP,
+        single_connection_limit=True,
+        load_balancer=TheContainerGroupNetworkingLoadBalancer.LEASTNUMBEROFCONNECTIONS,
+    )}
     return ContainerGroupCreationRequest(
         name=config.name,
         display_name=config.name,
@@ -110,13 +134,8 @@ def build_request(config: GroupConfig, gpu_ids: dict[str, str] | None = None) ->
         replicas=config.replicas,
         restart_policy=ContainerRestartPolicy.ALWAYS,
         container=container,
-        networking=CreateContainerGroupNetworking(
-            auth=False,
-            port=config.port,
-            protocol=ContainerNetworkingProtocol.HTTP,
-            single_connection_limit=True,
-            load_balancer=TheContainerGroupNetworkingLoadBalancer.LEASTNUMBEROFCONNECTIONS,
-        ),
+        **networking,
+        **queue,
         startup_probe=ContainerGroupStartupProbe(
             exec_=ready,
             initial_delay_seconds=0,
@@ -182,6 +201,14 @@ EXAMPLES = {
         "AWS_SECRET_ACCESS_KEY": "your-secret-access-key",
         "SALADCOG_MIN_SPEED": "2",  # well below a healthy node: set it from your own measured speeds
     }),
+    # Job-queue groups (docs/queue.md): one per image family, scaled from zero with the queue.
+    "whisper-large-v3-queue": our_image("whisper-large-v3-queue", "saladcog-whisper", queue="transcripts",
+                                        replicas=1),
+    "openvoice-queue": our_image("openvoice-queue", "saladcog-openvoice", memory_mb=12288, queue="speech",
+                                 replicas=1, env={"SALADCOG_QUEUE_STORAGE": "s3://your-bucket/openvoice-outputs/"}),
+    "metavoice-queue": our_image("metavoice-queue", "saladcog-metavoice", GPU_24GB, memory_mb=24576,
+                                 queue="voices", replicas=1,
+                                 env={"SALADCOG_QUEUE_STORAGE": "s3://your-bucket/metavoice-outputs/"}),
     # Any Cog image rebuilt with wrapper/Dockerfile: its own ENTRYPOINT already is the front door.
     "wrapped-whisper": GroupConfig(
         name="wrapped-whisper",
@@ -228,6 +255,18 @@ def resolve_gpu_classes(body: dict, available: dict[str, str]) -> dict:
     return {**body, "container": {**body["container"], "resources": resources}}
 
 
+def with_queue(body: dict, queue: str) -> dict:
+    """Any example turned into a job-queue group taking jobs from `queue` (as build_request makes
+    them): the worker and the queue route on, no gateway, scaled from zero with the queue."""
+    port = int(body["container"]["environment_variables"].get("PORT", 5000))
+    env = {**body["container"]["environment_variables"], **QUEUE_ENV}
+    autoscaler = body.get("queue_autoscaler") or QUEUE_AUTOSCALER
+    changed = {k: v for k, v in body.items() if k != "networking"}
+    return {**changed, "container": {**body["container"], "environment_variables": env},
+            "queue_connection": {"path": QUEUE_PATH, "port": port, "queue_name": queue},
+            "queue_autoscaler": autoscaler, "replicas": min(body["replicas"], autoscaler["max_replicas"])}
+
+
 def create(body: dict, organization: str, project: str, api_key: str):
     """Create the container group on SaladCloud (network) and return the SDK's ContainerGroup."""
     sdk = SaladCloudSdk(api_key=api_key)
@@ -250,6 +289,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         body["name"] = body["display_name"] = args.name
     if args.front_door:
         body["container"]["environment_variables"]["COG_IPV6_MODE"] = args.front_door
+    if args.queue:
+        body = with_queue(body, args.queue)
     group = create(body, args.organization, args.project, api_key)
     print(f"created container group {group.name} ({group.id_})")
     return 0
@@ -278,4 +319,5 @@ def add_subcommand(sub) -> None:
     make.add_argument("--name", help="replace the container group's name")
     make.add_argument("--front-door", choices=["auto", "bind", "relay", "openai"],
                       help="ipv6_entrypoint.sh's mode (COG_IPV6_MODE); openai adds OpenAI's audio API")
+    make.add_argument("--queue", help="take jobs from this SaladCloud job queue (docs/queue.md) instead of the gateway")
     make.set_defaults(func=cmd_create)

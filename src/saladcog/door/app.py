@@ -1,11 +1,10 @@
-"""The front door's Starlette app: OpenAI's audio routes (routers/), and every other path passed
-through to the Cog server (routers/cog.py, mounted last).
+"""The front door's Starlette app: OpenAI's audio routes (routers/), SaladCloud's job-queue route
+(routers/queue.py, loopback only), and every other path passed through to the Cog server
+(routers/cog.py, mounted last).
 
 `create_app(cog_url, ...)` builds it. `app.state.cog` is the one `httpx.AsyncClient` to the Cog
 server (base_url = cog_url) that every route uses; `app.state.door` holds the door's settings,
-the runner and the drain. Extra routers (the queue route) go in `extra_routes`: they are mounted
-before the models router (whose catch-all answers any other /v1 path) and the Cog pass-through,
-behind the same API key.
+the runner and the drain.
 """
 
 from __future__ import annotations
@@ -17,12 +16,11 @@ import hmac
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import BaseRoute
 
 from saladcog.door.runner import CallerGone, Runner
 from saladcog.door.drain import Drain
 from saladcog.door.errors import ApiError, bad_request
-from saladcog.door.routers import cog, models, speech, transcriptions
+from saladcog.door.routers import cog, models, queue, speech, transcriptions
 
 # Names OpenAI's SDKs and tools send, answered by the image's model of that kind.
 ASR_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
@@ -56,14 +54,16 @@ class Door:
 
 class RequireKey:
     """ASGI middleware: with a key set, every path but /health-check needs `Authorization:
-    Bearer <key>` (the scheme in any case, as RFC 9110 says)."""
+    Bearer <key>` (the scheme in any case, as RFC 9110 says). The queue route needs none from
+    loopback (SaladCloud's job-queue worker in the container sends none) and answers nobody else."""
 
     def __init__(self, app, api_key: str | None):
         self.app = app
         self.api_key = api_key
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not self.api_key or scope["path"] in OPEN_PATHS or self.has_key(scope):
+        if scope["type"] != "http" or not self.api_key or scope["path"] in OPEN_PATHS or self.has_key(scope) \
+                or (scope["path"] == queue.PATH and queue.from_loopback(scope.get("client"))):
             return await self.app(scope, receive, send)
         error = ApiError(401, "a valid API key is required: send it as `Authorization: Bearer <key>`",
                          code="invalid_api_key")
@@ -93,14 +93,14 @@ async def _fault(request: Request, error: Exception):
 
 
 def create_app(cog_url: str, *, model: str, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               api_key: str | None = None, extra_routes: list[BaseRoute] = ()) -> Starlette:
+               api_key: str | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         async with app.state.cog:
             yield
 
     app = Starlette(
-        routes=[*transcriptions.routes, *speech.routes, *extra_routes, *models.routes, *cog.routes],
+        routes=[*transcriptions.routes, *speech.routes, *queue.routes, *models.routes, *cog.routes],
         exception_handlers={ApiError: _api_error, CallerGone: _caller_gone, Exception: _fault},
         lifespan=lifespan,
     )

@@ -68,6 +68,15 @@ def test_cog_generates_the_dockerfile_without_a_warning(generated, config):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
+def test_every_image_carries_the_job_queue_worker_checked_against_its_sha256(generated, config):
+    """Every image takes queue jobs (docs/queue.md): its build fetches the worker binary and
+    refuses one whose SHA-256 differs from the release's published one."""
+    dockerfile = generated[config].dockerfile
+    step = next((line for line in dockerfile.splitlines() if "salad-http-job-queue-worker_x86_64.tar.gz" in line), "")
+    assert step.startswith("RUN ") and "/v0.6.0/" in step and ".sha256" in step and "sys.exit" in step, step
+
+
+@pytest.mark.parametrize("config", CONFIGS)
 def test_no_offline_variable_is_in_force_while_the_weights_download(generated, config):
     lines = generated[config].dockerfile.splitlines()
     weights_step = next(i for i, line in enumerate(lines) if "snapshot_download" in line)

@@ -48,6 +48,33 @@ def speech_file(path: Path, rounds: int, silence_seconds: float, gap_seconds: fl
     return path
 
 
+def in_child(script: str, *args: str) -> dict:
+    """Run `script --peak-rss-child args…` in a fresh process (so its peak RSS is its own) and
+    return the JSON figures it prints last."""
+    out = subprocess.run([sys.executable, script, "--peak-rss-child", *args],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far: VmHWM, not ru_maxrss (getrusage keeps the
+    peak of the parent process across fork and exec)."""
+    status = Path("/proc/self/status").read_text()
+    return round(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024, 1)
+
+
+def bench_main(benches: dict, child) -> None:
+    """`bench/X.py [name …]` runs the named benches (all by default) in one scratch folder;
+    `--peak-rss-child args…` is the child process of a memory bench."""
+    if sys.argv[1:2] == ["--peak-rss-child"]:
+        child(*sys.argv[2:])
+        return
+    chosen = sys.argv[1:] or list(benches)  # e.g. `bench/asr.py memory`
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in chosen:
+            benches[name](Path(tmp))
+
+
 def report(name: str, **figures) -> None:
     print(json.dumps({"bench": name, **figures}), flush=True)
 
@@ -118,10 +145,7 @@ def batched_vs_sequential(workdir: Path) -> None:
 def peak_rss_child(path: str) -> None:
     model = asr_model.load(weights.whisper_model_dir())
     result = transcribe(model, path, TranscribeOptions(vad_filter=True))
-    # VmHWM, not ru_maxrss: getrusage keeps the peak of the parent process across fork and exec.
-    status = Path("/proc/self/status").read_text()
-    peak_mib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
-    print(json.dumps({"peak_rss_mib": round(peak_mib, 1), "audio_seconds": result.detected.duration,
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "audio_seconds": result.detected.duration,
                       "processing_seconds": round(result.processing_seconds, 1)}))
 
 
@@ -130,11 +154,7 @@ def peak_memory(workdir: Path) -> None:
     for minutes in (10, 60):
         # One round is ~28 s of speech plus silence, so both files are half speech.
         path = speech_file(workdir / f"{minutes}min.mp3", rounds=minutes * 2, silence_seconds=2.0)
-        out = subprocess.run(
-            [sys.executable, __file__, "--peak-rss-child", str(path)],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        figures[minutes] = json.loads(out)
+        figures[minutes] = in_child(__file__, str(path))
     report(
         "peak_rss",
         rss_10min_mib=figures[10]["peak_rss_mib"],
@@ -186,15 +206,5 @@ BENCHES = {
 }
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--peak-rss-child"]:
-        peak_rss_child(sys.argv[2])
-        return
-    chosen = sys.argv[1:] or list(BENCHES)  # e.g. `bench/asr.py memory`
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in chosen:
-            BENCHES[name](Path(tmp))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(BENCHES, peak_rss_child)

@@ -22,9 +22,7 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
 
+from asr import bench_main, in_child, peak_rss_mib, report  # noqa: E402
 from conftest import SPEECH, librivox  # noqa: E402
 from saladcog import audio, weights  # noqa: E402
 from saladcog.asr import model as asr_model  # noqa: E402
@@ -56,10 +55,6 @@ def conversation(path: Path, minutes: float) -> Path:
     round_ = np.concatenate([speech, np.zeros_like(speech)])
     rounds = max(1, round(minutes * 60 * SR / round_.shape[0]))
     return audio.encode((round_ for _ in range(rounds)), SR, path, "flac")
-
-
-def report(name: str, **figures) -> None:
-    print(json.dumps({"bench": name, **figures}), flush=True)
 
 
 def cost(workdir: Path, repeats: int = 3) -> None:
@@ -102,9 +97,7 @@ def peak_rss_child(pipeline_dir: str, path: str, hold: bool) -> None:
         transcript.decoded = held_in_memory
     started = time.perf_counter()
     result = transcript.transcribe_and_diarize(model, pipeline, path, OPTIONS)
-    status = Path("/proc/self/status").read_text()
-    peak_mib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
-    print(json.dumps({"peak_rss_mib": round(peak_mib, 1), "audio_seconds": result.detected.duration,
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "audio_seconds": result.detected.duration,
                       "seconds": round(time.perf_counter() - started, 1), "speakers": len(result.diarization.speakers)}))
 
 
@@ -118,11 +111,7 @@ def memory(workdir: Path) -> None:
         path = workdir / f"{minutes}min.flac"
         if not path.exists():
             conversation(path, minutes)
-        out = subprocess.run(
-            [sys.executable, __file__, "--peak-rss-child", str(pipeline_dir), str(path), "hold" if hold else "map"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        figures[(minutes, hold)] = json.loads(out)
+        figures[(minutes, hold)] = in_child(__file__, str(pipeline_dir), str(path), "hold" if hold else "map")
     report(
         "peak_rss",
         rss_10min_mib=figures[(10, False)]["peak_rss_mib"],
@@ -138,15 +127,5 @@ def memory(workdir: Path) -> None:
 BENCHES = {"cost": cost, "memory": memory}
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--peak-rss-child"]:
-        peak_rss_child(sys.argv[2], sys.argv[3], sys.argv[4] == "hold")
-        return
-    chosen = sys.argv[1:] or list(BENCHES)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in chosen:
-            BENCHES[name](Path(tmp))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(BENCHES, lambda pipeline_dir, path, held: peak_rss_child(pipeline_dir, path, held == "hold"))

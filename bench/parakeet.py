@@ -17,15 +17,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from asr import report, served_vs_direct, speech_file  # noqa: E402
-from saladcog import audio  # noqa: E402
+from asr import bench_main, in_child, peak_rss_mib, report, served_vs_direct, speech_file  # noqa: E402
 from saladcog.asr import parakeet  # noqa: E402
 from saladcog.client import data_uri  # noqa: E402
 
@@ -62,10 +60,7 @@ def peak_rss_child(directory: str, path: str) -> None:
     model = parakeet.load(directory)
     started = time.perf_counter()
     result = parakeet.transcribe(model, path, batch_size=4)
-    # VmHWM, not ru_maxrss: getrusage keeps the peak of the parent process across fork and exec.
-    status = Path("/proc/self/status").read_text()
-    peak_mib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
-    print(json.dumps({"peak_rss_mib": round(peak_mib, 1), "audio_seconds": result.duration,
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "audio_seconds": result.duration,
                       "words": sum(len(s.words) for s in result.segments),
                       "processing_seconds": round(time.perf_counter() - started, 1)}))
 
@@ -76,11 +71,7 @@ def peak_memory(workdir: Path) -> None:
     for minutes in (10, 60):
         # One round is ~28 s of speech plus silence, so both files are half speech.
         path = speech_file(workdir / f"{minutes}min.mp3", rounds=minutes * 2, silence_seconds=2.0)
-        out = subprocess.run(
-            [sys.executable, __file__, "--peak-rss-child", str(directory), str(path)],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        figures[minutes] = json.loads(out)
+        figures[minutes] = in_child(__file__, str(directory), str(path))
     report(
         "parakeet_peak_rss",
         rss_10min_mib=figures[10]["peak_rss_mib"],
@@ -95,15 +86,5 @@ def peak_memory(workdir: Path) -> None:
 BENCHES = {"overhead": server_overhead, "memory": peak_memory}
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--peak-rss-child"]:
-        peak_rss_child(sys.argv[2], sys.argv[3])
-        return
-    chosen = sys.argv[1:] or list(BENCHES)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in chosen:
-            BENCHES[name](Path(tmp))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(BENCHES, peak_rss_child)

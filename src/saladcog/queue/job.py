@@ -121,20 +121,6 @@ def check_input_names(job: Job, schema_inputs: dict[str, Any]) -> Answer | None:
     return None
 
 
-async def input_names(cog: httpx.AsyncClient) -> dict[str, Any] | Answer:
-    """The model's input properties from Cog's /openapi.json."""
-    try:
-        response = await cog.get("/openapi.json", timeout=30)
-    except httpx.TransportError as e:
-        return retry(f"the Cog server does not answer ({e})")
-    if response.status_code != 200:
-        return retry(f"the Cog server's /openapi.json answers HTTP {response.status_code}: not ready")
-    try:
-        return response.json()["components"]["schemas"]["Input"]["properties"]
-    except (ValueError, KeyError, TypeError):
-        return retry("the Cog server's /openapi.json has no Input schema")
-
-
 async def health(cog: httpx.AsyncClient) -> str:
     try:
         return (await cog.get("/health-check", timeout=10)).json().get("status", "")

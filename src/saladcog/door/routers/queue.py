@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from saladcog.queue.job import (MAX_INPUT_BYTES, Answer, Outputs, Runs, check_input_names, failed,
-                                input_names, parse_job, predict)
+from saladcog.door.errors import ApiError
+from saladcog.queue.job import (MAX_INPUT_BYTES, Answer, Outputs, Runs, check_input_names, failed, parse_job,
+                                predict, retry)
 
 PATH = "/queue"
 
@@ -66,10 +67,10 @@ async def queue_job(request: Request) -> Response:
     if isinstance(job, Answer):
         return _respond(job)
     cog = request.app.state.cog
-    schema = getattr(request.app.state, "queue_inputs", None) or await input_names(cog)
-    if isinstance(schema, Answer):
-        return _respond(schema)
-    request.app.state.queue_inputs = schema
+    try:
+        schema = await request.app.state.door.runner.input_schema()  # read once, shared with /v1
+    except ApiError as e:  # not ready yet: the queue retries
+        return _respond(retry(e.message))
     refused = check_input_names(job, schema)
     if refused:
         return _respond(refused)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import openai
 import pytest
 
@@ -22,6 +23,7 @@ from door_harness import SRC, with_door
 from entrypoint_harness import children, cmdline
 from saladcog import audio, handoff
 from saladcog.cogwire import data_uri
+from saladcog.door.app import create_app
 from saladcog.serve import CogServer
 from test_openai_whisper_e2e import wait_ready
 
@@ -134,3 +136,21 @@ def test_the_door_does_not_import_the_callers_client():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
     assert "saladcog.cogwire" in loaded and "saladcog.client" not in loaded, loaded
+
+
+def test_the_queue_route_needs_no_key_from_loopback_and_answers_nobody_else():
+    """SaladCloud's job-queue worker (in the container, on loopback) sends no API key; anyone else
+    meets the key first, and the route itself with it."""
+
+    async def post(client_address, headers):
+        app = create_app("http://127.0.0.1:9", model="whisper", api_key="sk-key")
+        transport = httpx.ASGITransport(app=app, client=client_address)
+        async with app.state.cog, httpx.AsyncClient(transport=transport, base_url="http://door") as http:
+            return await http.post("/queue", content=b"{}", headers=headers)
+
+    no_job_id = asyncio.run(post(("127.0.0.1", 40000), {}))
+    assert no_job_id.status_code == 400 and "Salad-Job-Id" in no_job_id.json()["error"], no_job_id.text
+    assert asyncio.run(post(("::1", 40000), {})).status_code == 400
+    assert asyncio.run(post(("203.0.113.7", 40000), {})).status_code == 401
+    outsider = asyncio.run(post(("203.0.113.7", 40000), {"Authorization": "Bearer sk-key"}))
+    assert outsider.status_code == 403 and "loopback" in outsider.json()["error"]

@@ -4,8 +4,10 @@ Cog's own server-sent events through as they come."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import time
 
 import httpx
@@ -97,3 +99,49 @@ def test_drain_through_the_entrypoint_ends_an_async_prediction_with_a_failed_web
             time.sleep(0.05)
         assert session_processes(server.process.pid) == []
     assert completed["status"] == "failed" and "instance stopped" in completed["error"]
+
+
+STANDIN_QUEUE_WORKER = """#!{python}
+# SaladCloud's job-queue worker, as far as this test needs it: once the readiness probe passes,
+# POST one job to the door's queue route as the real binary does, keep the answer, stay running.
+import json, os, subprocess, sys, time, urllib.request
+port = os.environ["PORT"]
+deadline = time.monotonic() + 60
+while subprocess.run([sys.executable, {probe!r}, "--port", port]).returncode != 0:
+    if time.monotonic() > deadline:
+        sys.exit("never ready")
+    time.sleep(0.2)
+request = urllib.request.Request(f"http://localhost:{{port}}/queue", data=json.dumps({{"text": "from the queue"}}).encode(),
+                                 headers={{"Content-Type": "application/json", "Salad-Job-Id": "job-1"}})
+with urllib.request.urlopen(request, timeout=60) as answer:
+    open({out!r}, "w").write(json.dumps({{"status": answer.status, "body": json.loads(answer.read())}}))
+while True:
+    time.sleep(1)
+"""
+
+
+def test_the_job_queue_worker_runs_beside_the_server_and_its_jobs_reach_the_runner(tmp_path):
+    """SALADCOG_JOB_QUEUE=1 in openai mode: the supervisor starts the worker binary (here a stand-in
+    on the path SALADCOG_JOB_QUEUE_WORKER names), its job goes through the door's /queue to the
+    runner, and SIGTERM stops all of it."""
+    from saladcog import probe
+
+    out = tmp_path / "answer.json"
+    worker = tmp_path / "salad-http-job-queue-worker"
+    worker.write_text(STANDIN_QUEUE_WORKER.format(python=sys.executable, probe=probe.__file__, out=str(out)))
+    worker.chmod(0o755)
+    env = {"SALADCOG_JOB_QUEUE": "1", "SALADCOG_JOB_QUEUE_WORKER": str(worker), "SALADCOG_OPENAI_API_KEY": "sk-x"}
+    with CogServer(ECHO_RUNNER, front_door="openai", env=env) as server:
+        server.wait_ready(timeout=60)
+        deadline = time.monotonic() + 60
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        answer = json.loads(out.read_text())
+        os.kill(server.process.pid, signal.SIGTERM)
+        server.process.wait(timeout=15)
+        deadline = time.monotonic() + 5
+        while session_processes(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session_processes(server.process.pid) == []
+    assert answer["status"] == 200 and answer["body"]["status"] == "succeeded", answer
+    assert answer["body"]["output"] == "from the queue"

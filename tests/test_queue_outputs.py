@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from saladcog.queue.job import MAX_OUTPUT_BYTES, Job, Outputs
+from saladcog.queue.job import MAX_OUTPUT_BYTES, Job, OutputRefused, Outputs
 from saladcog.storage import Storage
 
 WAV_BYTES = 8_000_000  # as a data URI (base64) over 10 MB
@@ -66,9 +66,19 @@ def test_too_big_without_storage_fails_clearly_never_truncated():
     json.loads(answer.content())
 
 
-def test_a_presigned_put_url_in_the_job_receives_the_file(store):
+def test_a_presigned_put_url_in_the_job_receives_the_file(store, monkeypatch):
+    monkeypatch.setenv("SALADCOG_FETCH_ALLOW_NETWORKS", "127.0.0.0/8")  # moto's loopback address
     put_url = store.presigned_put("by-url/speech.wav")
     answer = asyncio.run(Outputs(None).place(Job("j5", {}, put_url), speech_result(WAV_BYTES)))
     assert answer.status == 200
     assert answer.body["output"]["audio"] == put_url.split("?")[0]
     assert store.get_bytes("by-url/speech.wav", 20 << 20)[:4] == b"RIFF"
+
+
+def test_a_put_url_to_a_private_address_is_refused_before_connecting(store):
+    """The job names the URL: loopback (here moto's, really listening) is refused by default, as
+    for a runner's URL inputs, and the job fails with a message that says so."""
+    put_url = store.presigned_put("by-url/refused.wav")
+    with pytest.raises(OutputRefused, match="output_put_url's address is not allowed"):
+        asyncio.run(Outputs(None).place(Job("j6", {}, put_url), speech_result(1000)))
+    assert not store.exists("by-url/refused.wav")

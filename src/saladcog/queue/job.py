@@ -39,7 +39,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from saladcog.addresses import ALLOW_ENV
 from saladcog.cogwire import data_uris, decode_data_uri, error_text, runner_message
+from saladcog.inputs import AddressRefused, Limits, checked_transport
 from saladcog.storage import Storage, StorageError
 
 # The queue refuses a job output over 10 MB; the smaller reading of "MB" keeps us under either.
@@ -55,6 +57,8 @@ INSTANCE_FAILURES = re.compile(r"Worker crashed|MemoryError|OutOfMemoryError|out
 # Wait this long for it (the queue's retries are few) before handing the job back.
 BUSY_WAIT_S = 30.0
 BUSY_POLL_S = 0.2
+# A presigned PUT of the output (up to ~10 MB of files, more for a big JSON output) ends within this.
+PUT_TIMEOUT_S = 600.0
 # Keys of a job besides `input` that the door reads itself.
 JOB_OPTIONS = ("output_put_url",)
 
@@ -162,6 +166,8 @@ async def predict(cog: httpx.AsyncClient, job: Job, outputs: Outputs) -> Answer:
                   "metrics": prediction.get("metrics", {})}
         try:
             return await outputs.place(job, result)
+        except OutputRefused as e:  # the job's own URL: retrying cannot help
+            return failed(str(e))
         except StorageError as e:
             return retry(f"the output could not be stored: {e}")
     error = str(prediction.get("error") or "")
@@ -172,6 +178,10 @@ async def predict(cog: httpx.AsyncClient, job: Job, outputs: Outputs) -> Answer:
             return failed(runner_message(error) or "the prediction failed without a message")
         return retry(f"the prediction failed and the Cog server is now {state or 'not answering'}: {error}")
     return retry(f"the prediction ended {status}: {error}")
+
+
+class OutputRefused(Exception):
+    """The job's output_put_url points where this server may not connect."""
 
 
 class Runs:
@@ -237,11 +247,25 @@ class Outputs:
         if self.storage is not None:
             return await asyncio.to_thread(self.storage.put_bytes, f"{job.id}/{name}", data, mime)
         assert job.output_put_url is not None
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60, read=600)) as http:
-            response = await http.put(job.output_put_url, content=data, headers={"Content-Type": mime})
-        if response.status_code >= 300:
-            raise StorageError(f"PUT to output_put_url answered HTTP {response.status_code}: {response.text[:200]}")
-        return job.output_put_url.split("?", 1)[0]
+        return await asyncio.to_thread(_put_to_url, job.output_put_url, mime, data)
+
+
+def _put_to_url(url: str, mime: str, data: bytes) -> str:
+    """PUT `data` to the job's presigned URL under the same address rules as a runner's URL inputs
+    (saladcog.inputs.checked_transport): the job names the URL, so it may not reach loopback,
+    private or link-local addresses unless SALADCOG_FETCH_ALLOW_NETWORKS allows them."""
+    limits = Limits.from_env()
+    transport = checked_transport(time.monotonic() + PUT_TIMEOUT_S, limits)
+    try:
+        with httpx.Client(transport=transport, timeout=httpx.Timeout(60, read=600)) as http:
+            response = http.put(url, content=data, headers={"Content-Type": mime})
+    except AddressRefused:
+        raise OutputRefused(f"output_put_url's address is not allowed ({ALLOW_ENV})") from None
+    except httpx.HTTPError as e:
+        raise StorageError(f"PUT to output_put_url failed: {e}") from None
+    if response.status_code >= 300:
+        raise StorageError(f"PUT to output_put_url answered HTTP {response.status_code}: {response.text[:200]}")
+    return url.split("?", 1)[0]
 
 
 def _extension(mime: str) -> str:

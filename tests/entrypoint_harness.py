@@ -121,6 +121,14 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def session_left(sid: int, timeout: float = 5.0) -> list[int]:
+    """The processes of session `sid` still alive after waiting up to `timeout` for them to go."""
+    deadline = time.monotonic() + timeout
+    while session_processes(sid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return session_processes(sid)
+
+
 def session_processes(sid: int) -> list[int]:
     """Live (not zombie) processes in session `sid`."""
     found = []

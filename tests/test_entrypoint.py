@@ -27,7 +27,7 @@ from tests.entrypoint_harness import (
     predict,
     predict_in_background,
     request,
-    session_processes,
+    session_left,
     venv_bin,
 )
 from saladcog.serve import CogServer
@@ -49,10 +49,7 @@ def test_ready_and_predicts_on_both_stacks_then_stops_cleanly(cog_version, mode,
         e.process.send_signal(signal.SIGTERM)
         assert e.wait_exit(timeout=15) == 0, e.log()
         # Nothing of the container is left running: server, worker, relays.
-        deadline = time.monotonic() + 5
-        while session_processes(e.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert session_processes(e.process.pid) == []
+        assert session_left(e.process.pid) == []
 
 
 @pytest.mark.parametrize("cog_version", COG_VERSIONS)
@@ -214,13 +211,6 @@ def busy_with_a_sync_prediction(e: Entrypoint, seconds: float) -> threading.Thre
     return caller
 
 
-def wait_session_empty(e: Entrypoint, timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while session_processes(e.process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return session_processes(e.process.pid)
-
-
 @pytest.mark.parametrize("cog_version, mode", [("0.23.1", "bind"), ("0.23.1", "relay"), ("0.9.9", "bind")])
 def test_sigterm_during_a_sync_prediction_ends_everything_by_the_deadline(cog_version, mode, tmp_path):
     """Cog servers wait for an open sync request with no deadline: the entrypoint gives them
@@ -233,7 +223,7 @@ def test_sigterm_during_a_sync_prediction_ends_everything_by_the_deadline(cog_ve
         assert code == 137, e.log()  # the server's status: killed
         assert 1.8 < seconds < 4.0, f"took {seconds:.2f} s"
         assert "still running 2 s after SIGTERM (COG_SHUTDOWN_TIMEOUT)" in e.log()
-        assert wait_session_empty(e) == []  # the worker too, though it was mid-prediction
+        assert session_left(e.process.pid) == []  # the worker too, though it was mid-prediction
         caller.join(timeout=5)
         assert not caller.is_alive()
 
@@ -245,7 +235,7 @@ def test_a_prediction_that_ends_within_the_deadline_stops_cleanly(tmp_path):
         e.process.send_signal(signal.SIGTERM)
         code, seconds = wait_gone(e, timeout=15)
         assert code == 0 and seconds < 5.0, (code, seconds, e.log())
-        assert wait_session_empty(e) == []
+        assert session_left(e.process.pid) == []
 
 
 @pytest.mark.parametrize(
@@ -271,7 +261,7 @@ def test_a_worker_killed_mid_prediction_ends_the_entrypoint_nonzero(cog_version,
         assert code == (70 if "UNHEALTHY" in message else 1), e.log()
         assert seconds < 10.0, f"took {seconds:.2f} s"  # three health checks 2 s apart, then the stop
         assert message in e.log()
-        assert wait_session_empty(e) == []
+        assert session_left(e.process.pid) == []
 
 
 def zombies_of(pid: int) -> list[int]:
@@ -345,7 +335,7 @@ def test_sigterm_in_relay_mode_delivers_the_running_sync_answer_and_refuses_new_
         assert (status, body["status"], body["output"]) == (200, "succeeded", "answered after SIGTERM")
         assert e.wait_exit(timeout=15) == 0, e.log()
         assert "up to 8 s for the running prediction" in e.log()
-        assert wait_session_empty(e) == []
+        assert session_left(e.process.pid) == []
         assert not (tmp_path / f"saladcog-{e.port}.draining").exists()
 
 
@@ -369,7 +359,7 @@ def test_sigterm_in_bind_mode_lets_an_async_prediction_finish_and_its_webhook_ar
         assert e.wait_exit(timeout=15) == 0, e.log()
         completed = rx.store.completed("drained")
         assert completed is not None and (completed["status"], completed["output"]) == ("succeeded", "finished")
-        assert wait_session_empty(e) == []
+        assert session_left(e.process.pid) == []
 
 
 def test_sigterm_during_setup_stops_the_whole_tree(tmp_path):

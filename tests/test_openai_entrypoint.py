@@ -13,7 +13,7 @@ import time
 import httpx
 
 from client_harness import long_recording
-from entrypoint_harness import ECHO, children, cmdline, session_processes
+from entrypoint_harness import ECHO, children, cmdline, session_left
 from saladcog.client import Client
 from saladcog.serve import CogServer
 
@@ -43,10 +43,7 @@ def test_sigterm_stops_server_and_front_door():
         assert "OpenAI audio API front door on" in server.log_tail(200)
         os.kill(server.process.pid, signal.SIGTERM)
         server.process.wait(timeout=15)
-        deadline = time.monotonic() + 5
-        while session_processes(server.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert session_processes(server.process.pid) == []
+        assert session_left(server.process.pid) == []
 
 
 def test_not_ready_is_503_with_retry_after():
@@ -94,10 +91,7 @@ def test_drain_through_the_entrypoint_ends_an_async_prediction_with_a_failed_web
         os.kill(server.process.pid, signal.SIGTERM)
         completed = receiver.store.wait_completed("cut-short", timeout=15)
         server.process.wait(timeout=15)
-        deadline = time.monotonic() + 5
-        while session_processes(server.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert session_processes(server.process.pid) == []
+        assert session_left(server.process.pid) == []
     assert completed["status"] == "failed" and "instance stopped" in completed["error"]
 
 
@@ -139,9 +133,6 @@ def test_the_job_queue_worker_runs_beside_the_server_and_its_jobs_reach_the_runn
         answer = json.loads(out.read_text())
         os.kill(server.process.pid, signal.SIGTERM)
         server.process.wait(timeout=15)
-        deadline = time.monotonic() + 5
-        while session_processes(server.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert session_processes(server.process.pid) == []
+        assert session_left(server.process.pid) == []
     assert answer["status"] == 200 and answer["body"]["status"] == "succeeded", answer
     assert answer["body"]["output"] == "from the queue"

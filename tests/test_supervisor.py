@@ -17,6 +17,7 @@ from tests.entrypoint_harness import (
     Entrypoint,
     free_port,
     predict_in_background,
+    session_left,
     session_processes,
     venv_bin,
 )
@@ -89,10 +90,7 @@ def test_a_sidecar_that_exits_ends_the_container_and_stops_the_rest(tmp_path):
         assert s.wait_exit(timeout=10) == 1
         assert time.monotonic() - started < 2.0
         assert "the SQS worker exited (status 137); stopping the Cog server" in s.log()
-        deadline = time.monotonic() + 5
-        while session_processes(s.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert session_processes(s.process.pid) == []
+        assert session_left(s.process.pid) == []
 
 
 def test_on_sigterm_the_door_and_the_job_queue_worker_stop_first_while_the_server_still_serves(tmp_path):

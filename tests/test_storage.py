@@ -62,3 +62,17 @@ def test_presigned_urls_work_without_credentials(store):
     put = store.presigned_put("up.bin")
     assert httpx.put(put, content=b"payload", timeout=10).status_code == 200
     assert httpx.get(store.presigned_get("up.bin"), timeout=10).content == b"payload"
+
+
+def test_upload_sends_a_file_once_and_again_when_it_changed(store, tmp_path):
+    talk = tmp_path / "talk.wav"
+    talk.write_bytes(b"RIFF" + bytes(100))
+    assert store.upload("in/talk.wav", talk) == "s3://results/run-1/in/talk.wav"
+    first = store.client.head_object(Bucket="results", Key="run-1/in/talk.wav")
+    assert first["ContentType"] == "audio/x-wav"
+    store.put_bytes("in/talk.wav", b"X" * 104)  # what is stored now differs, at the same size
+    store.upload("in/talk.wav", talk)  # same size: nothing sent
+    assert store.get_bytes("in/talk.wav", 1000) == b"X" * 104
+    talk.write_bytes(b"RIFF" + bytes(200))
+    store.upload("in/talk.wav", talk)
+    assert store.size("in/talk.wav") == 204

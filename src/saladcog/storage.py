@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mimetypes
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,19 @@ class Storage:
         except (boto3.exceptions.S3UploadFailedError, botocore.exceptions.BotoCoreError,
                 botocore.exceptions.ClientError) as e:
             raise StorageError(f"writing {self.url(name)} failed: {e}") from e
+        return self.url(name)
+
+    def upload(self, name: str, path: str | os.PathLike) -> str:
+        """`put_file` unless an object of the file's size is there already (a resumed submission
+        sends nothing twice); the content type is guessed from the name."""
+        try:
+            stored = self.client.head_object(Bucket=self.bucket, Key=self.prefix + name)["ContentLength"]
+        except botocore.exceptions.ClientError as e:
+            if not _missing(e):
+                raise StorageError(f"checking {self.url(name)} failed: {e}") from e
+            stored = None
+        if stored != Path(path).stat().st_size:
+            self.put_file(name, path, mimetypes.guess_type(name)[0] or "application/octet-stream")
         return self.url(name)
 
     def get_bytes(self, name: str, max_bytes: int) -> bytes:

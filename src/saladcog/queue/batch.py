@@ -176,8 +176,7 @@ class QueueRun:
                              " fetches each input by URL)")
         path = Path(entry.source)
         name = f"inputs/{entry.name}{path.suffix}"
-        if not self.storage.exists(name) or self.storage.size(name) != path.stat().st_size:
-            self.storage.put_file(name, path)
+        self.storage.upload(name, path)
         return self.storage.presigned_get(name, INPUT_URL_SECONDS)
 
     def poll(self) -> Progress:

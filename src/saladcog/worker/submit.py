@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import mimetypes
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,11 +87,7 @@ def folder_jobs(folder: Path, uploads: Storage, inputs: dict[str, Any]) -> list[
     files = _media(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     if not files:
         raise ValueError(f"no media files ({', '.join(sorted(MEDIA_SUFFIXES))}) under {folder}")
-    for name in files:
-        path = folder / name
-        if not (uploads.exists(name) and uploads.size(name) == path.stat().st_size):
-            uploads.put_file(name, path, mimetypes.guess_type(name)[0] or "application/octet-stream")
-    return url_jobs((uploads.url(n) for n in files), inputs)
+    return url_jobs([uploads.upload(name, folder / name) for name in files], inputs)
 
 
 @dataclasses.dataclass(frozen=True)

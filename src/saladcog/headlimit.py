@@ -1,5 +1,5 @@
 """uvicorn settings that bound a request's head (request line and headers) for saladcog's servers
-(the front door, `saladcog receive`).
+(the front door, `saladcog receive`, the `saladcog queue --webhook-url` receiver).
 
 uvicorn's default parser (httptools) holds every header of a request however many there are:
 a million headers (~14 MB) cost ~115 MB before anything is refused. h11 keeps at most

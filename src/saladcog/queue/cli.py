@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
+from saladcog.headlimit import UVICORN_HEAD_LIMIT
 from saladcog.queue.batch import QueueApi, QueueRun, show_on_terminal
 from saladcog.queue.webhooks import Verifier, receiver_app
 from saladcog.storage import Storage, StorageError
@@ -56,7 +57,7 @@ def _start_receiver(run: QueueRun, port: int) -> uvicorn.Server:
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("::", port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **UVICORN_HEAD_LIMIT))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     return server
 

@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -22,6 +24,9 @@ from saladcog.headlimit import UVICORN_HEAD_LIMIT
 from saladcog.queue.batch import QueueApi, QueueRun, show_on_terminal
 from saladcog.queue.webhooks import Verifier, receiver_app
 from saladcog.storage import Storage, StorageError
+
+# How long the webhook receiver may take to stop when a run ends.
+RECEIVER_STOP_S = 10.0
 
 
 def _api(args) -> QueueApi:
@@ -48,7 +53,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_receiver(run: QueueRun, port: int) -> uvicorn.Server:
+@contextlib.contextmanager
+def _receiver(run: QueueRun, port: int) -> Iterator[None]:
+    """The signed-webhook receiver on [::]:port for the block; stopped and its port released when
+    the block ends (a second run in the same process binds it again)."""
     secret = os.environ.get("SALAD_WEBHOOK_SECRET")
     if not secret:
         raise ValueError("--webhook-url needs SALAD_WEBHOOK_SECRET (your organization's webhook secret key)")
@@ -58,8 +66,14 @@ def _start_receiver(run: QueueRun, port: int) -> uvicorn.Server:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("::", port))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **UVICORN_HEAD_LIMIT))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    return server
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(RECEIVER_STOP_S)
+        sock.close()
 
 
 @_said
@@ -74,17 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:  # a text file of URLs, one a line
             run.add_urls([line.strip() for line in Path(source).read_text().splitlines()
                           if line.strip() and not line.startswith("#")])
-    receiver = _start_receiver(run, args.webhook_port) if args.webhook_url else None
-    try:
+    with _receiver(run, args.webhook_port) if args.webhook_url else contextlib.nullcontext():
         submitted = run.submit(retry_failed=args.retry_failed)
         print(f"submitted {submitted} job(s) to {args.queue}; {len(run.state.entries)} input(s) in all",
               file=sys.stderr)
         if args.no_follow:
             return 0
         progress = run.follow(poll_s=args.poll, deadline_s=args.deadline, show=show_on_terminal)
-    finally:
-        if receiver:
-            receiver.should_exit = True
     print(file=sys.stderr)
     for entry in run.state.entries.values():
         if entry.status == "failed":
